@@ -1,0 +1,157 @@
+"""The connector protocol: one partitioned source protocol and one sink protocol.
+
+A *source* is a frozen, picklable description (paths, topic, options). At run time the
+executor asks it for its partitions and builds one :class:`SourceReader` per partition from
+resume state. A bounded source is one whose readers end (``next_batch`` returns ``None``).
+
+A *sink* is a frozen description too; :meth:`Sink.open` builds a :class:`SinkWriter` that
+stages rows per epoch and makes them visible on :meth:`SinkWriter.commit`.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+import polars as pl
+
+Mode = Literal["batch", "stream"]
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What a connector can do, declared rather than implied."""
+
+    bounded: bool = True
+    unbounded: bool = False
+    replayable: bool = False
+    exactly_once: bool = False
+    upsert: bool = False
+
+
+@dataclass
+class SourceContext:
+    """Run-time facts a source may need: the mode, riverbed's home directory, progress."""
+
+    mode: Mode = "batch"
+    home: Path = field(default_factory=lambda: Path(".riverbed"))
+    pipeline: str = "pipeline"
+    step: str = "source"
+    progress: Any = None  # a riverbed._progress.Progress or None
+
+
+@dataclass
+class SinkContext:
+    """Run-time facts a sink needs: the mode, the key columns for upserts, the emit mode."""
+
+    mode: Mode = "batch"
+    home: Path = field(default_factory=lambda: Path(".riverbed"))
+    pipeline: str = "pipeline"
+    step: str = "sink"
+    key: tuple[str, ...] = ()
+    emit: Literal["append", "update"] = "append"
+
+
+class SourceReader(ABC):
+    """Reads one partition of a source."""
+
+    @abstractmethod
+    def next_batch(self, max_rows: int, timeout: float) -> pl.DataFrame | None:
+        """Return up to ``max_rows`` rows.
+
+        An empty frame means nothing arrived within ``timeout`` seconds (never block forever);
+        ``None`` means the partition has ended (bounded sources only).
+        """
+
+    @abstractmethod
+    def snapshot(self) -> Any:
+        """Return the JSON-serialisable position to resume from."""
+
+    def drain_dead_letters(self) -> pl.DataFrame | None:
+        """Return records rejected since the last call (see ``DEAD_LETTER_SCHEMA``), or None."""
+        return None
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release files, connections."""
+
+
+class Source(ABC):
+    """A frozen description of where records come from."""
+
+    capabilities: ClassVar[Capabilities] = Capabilities()
+
+    @abstractmethod
+    def describe(self) -> str:
+        """A one-line description for plans and errors."""
+
+    @abstractmethod
+    def schema(self, ctx: SourceContext) -> pl.Schema:
+        """The schema of the rows this source yields (resolved before anything runs)."""
+
+    @abstractmethod
+    def partitions(self, ctx: SourceContext) -> list[str]:
+        """The partitions to read; each gets its own reader and watermark."""
+
+    @abstractmethod
+    def open(self, partition: str, resume: Any, ctx: SourceContext) -> SourceReader:
+        """Build a reader for ``partition``, positioned from ``resume`` (None = start)."""
+
+    def scan(self, ctx: SourceContext) -> tuple[pl.LazyFrame, pl.DataFrame | None] | None:
+        """Batch fast path: the whole bounded input as one LazyFrame plus dead letters.
+
+        Returns None when the source has no such path; the batch executor then reads every
+        partition to its end through :meth:`open`.
+        """
+        return None
+
+
+class SinkWriter(ABC):
+    """Writes rows for one run; stages per epoch, publishes on commit."""
+
+    @abstractmethod
+    def write(self, df: pl.DataFrame) -> None:
+        """Stage rows for the current epoch."""
+
+    @abstractmethod
+    def commit(self, epoch: int) -> None:
+        """Make everything staged so far visible, recording ``epoch`` when the sink can."""
+
+    def last_committed_epoch(self) -> int | None:
+        """The newest epoch this sink has committed (for exactly-once resume), if it tracks one."""
+        return None
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release files, connections."""
+
+
+class Sink(ABC):
+    """A frozen description of where rows go."""
+
+    capabilities: ClassVar[Capabilities] = Capabilities()
+
+    @abstractmethod
+    def describe(self) -> str:
+        """A one-line description for plans and errors."""
+
+    @abstractmethod
+    def open(self, ctx: SinkContext) -> SinkWriter:
+        """Build a writer for one run."""
+
+
+DEAD_LETTER_SCHEMA = pl.Schema(
+    {
+        "source": pl.String,
+        "position": pl.String,
+        "field": pl.String,
+        "error": pl.String,
+        "raw": pl.String,
+    }
+)
+"""Columns of a dead-letter record: where it came from, what failed, and the raw text."""
+
+
+def dead_letters(rows: list[dict[str, Any]]) -> pl.DataFrame:
+    """Build a dead-letter frame from a list of dicts with the ``DEAD_LETTER_SCHEMA`` keys."""
+    return pl.DataFrame(rows, schema=DEAD_LETTER_SCHEMA)
