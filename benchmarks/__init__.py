@@ -1,0 +1,1 @@
+"""Benchmarks for riverbed, run on demand (not timed tests)."""
