@@ -1,1 +1,0 @@
-"""Benchmarks for riverbed, run on demand (not timed tests)."""
