@@ -100,7 +100,12 @@ def count_late(path: Path) -> tuple[int, int]:
     return int(row[0]), int(row[1])
 
 
-def run_riverbed(rb: ModuleType, path: Path) -> pl.DataFrame:
+def run_riverbed(rb: ModuleType, path: Path, home: Path, options: dict[str, Any]) -> pl.DataFrame:
+    """Run the pipeline with riverbed's stream executor.
+
+    ``home`` must be a fresh riverbed home: a checkpoint left by an earlier run of the same
+    pipeline would make the run resume instead of starting over.
+    """
     from riverbed.testing import collect
 
     p = rb.Pipeline("minute_revenue")
@@ -112,7 +117,7 @@ def run_riverbed(rb: ModuleType, path: Path) -> pl.DataFrame:
         .agg(revenue=rb.sum("amount"), orders=rb.count())
         .write(out)
     )
-    p.run(mode="stream")
+    p.run(mode="stream", progress=False, home=home, **options)
     return out.frame()
 
 
@@ -129,7 +134,9 @@ def _is_unavailable(exc: BaseException) -> bool:
     )
 
 
-def riverbed_runs(path: Path, repeat: int, out_path: Path | None) -> dict[str, Any]:
+def riverbed_runs(
+    path: Path, repeat: int, out_path: Path | None, options: dict[str, Any]
+) -> dict[str, Any]:
     """Time riverbed's stream mode ``repeat`` times; runs in the child process by default.
 
     Returns a picklable dict: ``status`` ("ok" or "unavailable"), ``why``, ``seconds``,
@@ -142,17 +149,18 @@ def riverbed_runs(path: Path, repeat: int, out_path: Path | None) -> dict[str, A
     baseline = peak_rss_bytes()
     seconds = []
     result: pl.DataFrame | None = None
-    for _ in range(max(repeat, 1)):
-        result = None
-        gc.collect()
-        t0 = time.perf_counter()
-        try:
-            result = run_riverbed(rb, path)
-        except Exception as exc:
-            if _is_unavailable(exc):
-                return {"status": "unavailable", "why": f"{type(exc).__name__}: {exc}"}
-            raise
-        seconds.append(time.perf_counter() - t0)
+    with tempfile.TemporaryDirectory(prefix="rb-q2-home-") as tmp:
+        for i in range(max(repeat, 1)):
+            result = None
+            gc.collect()
+            t0 = time.perf_counter()
+            try:
+                result = run_riverbed(rb, path, Path(tmp) / f"home{i}", options)
+            except Exception as exc:
+                if _is_unavailable(exc):
+                    return {"status": "unavailable", "why": f"{type(exc).__name__}: {exc}"}
+                raise
+            seconds.append(time.perf_counter() - t0)
     assert result is not None
     info: dict[str, Any] = {
         "status": "ok",
@@ -168,13 +176,13 @@ def riverbed_runs(path: Path, repeat: int, out_path: Path | None) -> dict[str, A
     return info
 
 
-def _riverbed_isolated(path: Path, repeat: int) -> dict[str, Any]:
+def _riverbed_isolated(path: Path, repeat: int, options: dict[str, Any]) -> dict[str, Any]:
     with (
         tempfile.TemporaryDirectory(prefix="rb-q2-") as tmp,
         ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool,
     ):
         out_path = Path(tmp) / "riverbed.parquet"
-        info = pool.submit(riverbed_runs, path, repeat, out_path).result()
+        info = pool.submit(riverbed_runs, path, repeat, out_path, options).result()
         if info["status"] == "ok":
             info["frame"] = pl.read_parquet(out_path)
         return info
@@ -191,7 +199,14 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="run riverbed in this process (peak RSS then includes the reference)",
     )
+    parser.add_argument(
+        "--max-batch-rows",
+        type=int,
+        default=None,
+        help="stream executor micro-batch size (default: riverbed's own)",
+    )
     args = parser.parse_args(argv)
+    options = {} if args.max_batch_rows is None else {"max_batch_rows": args.max_batch_rows}
 
     path = dataset(args.events, args.seed, data_dir=args.data_dir)
     size_mib = path.stat().st_size / 2**20
@@ -204,9 +219,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"late events: {late:,} ({dropped:,} with amount > 0 dropped from windows)")
 
     if args.in_process:
-        info = riverbed_runs(path, args.repeat, None)
+        info = riverbed_runs(path, args.repeat, None, options)
     else:
-        info = _riverbed_isolated(path, args.repeat)
+        info = _riverbed_isolated(path, args.repeat, options)
 
     if info["status"] != "ok":
         print()
