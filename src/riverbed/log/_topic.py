@@ -217,7 +217,10 @@ class Topic:
         """
         if epoch is not None and (not isinstance(epoch[0], str) or not isinstance(epoch[1], int)):
             raise ConfigError(f"epoch must be (writer_id: str, epoch: int), got {epoch!r}")
-        if df.height == 0 and epoch is None:
+        if df.height == 0:
+            if epoch is not None:
+                with self._txn("IMMEDIATE") as conn:
+                    self._record_epoch(conn, epoch, _sqlite.now_ms())
             return []
         df = self._conform(df)
         with self._lock:
@@ -231,7 +234,7 @@ class Topic:
         spans: dict[int, list[int]] = {}
         with self._txn("IMMEDIATE") as conn:
             stored = conn.execute("SELECT schema FROM topic").fetchone()[0]
-            if stored is None and df.height > 0:
+            if stored is None:
                 conn.execute("UPDATE topic SET schema = ?", (schema_blob,))
                 stored = schema_blob
             elif stored is not None and stored != self._schema_blob:
@@ -255,16 +258,20 @@ class Topic:
                 span = spans.setdefault(partition, [base, base])
                 span[1] = base + enc.count - 1
             if epoch is not None:
-                conn.execute(
-                    "INSERT INTO writers (writer, epoch, updated_ms) VALUES (?, ?, ?) "
-                    "ON CONFLICT (writer) DO UPDATE SET epoch = excluded.epoch, "
-                    "updated_ms = excluded.updated_ms",
-                    (epoch[0], epoch[1], now),
-                )
+                self._record_epoch(conn, epoch, now)
         self._load_schema(stored)
         if self._has_retention() and now - self._last_retention >= _RETENTION_EVERY_MS:
             self.apply_retention(now)
         return [AppendResult(p, first, last) for p, (first, last) in sorted(spans.items())]
+
+    @staticmethod
+    def _record_epoch(conn: sqlite3.Connection, epoch: tuple[str, int], now: int) -> None:
+        conn.execute(
+            "INSERT INTO writers (writer, epoch, updated_ms) VALUES (?, ?, ?) "
+            "ON CONFLICT (writer) DO UPDATE SET epoch = excluded.epoch, "
+            "updated_ms = excluded.updated_ms",
+            (epoch[0], epoch[1], now),
+        )
 
     def last_epoch(self, writer: str) -> int | None:
         """The newest epoch recorded by :meth:`append` for ``writer``, if any."""

@@ -1,0 +1,80 @@
+"""Shared logic of table sinks (DuckDB, SQLite, PostgreSQL): modes, staging, epochs.
+
+Rows are staged in memory and written in one transaction on commit, together with the
+epoch, so a reader never sees a half-written epoch and a restarted job can skip epochs
+already committed.
+"""
+
+from __future__ import annotations
+
+from abc import abstractmethod
+from typing import Literal
+
+import polars as pl
+
+from riverbed._errors import ConfigError, SinkError
+from riverbed.connectors.base import SinkContext, SinkWriter
+
+TableMode = Literal["replace", "append", "upsert"]
+EPOCHS_TABLE = "_riverbed_epochs"
+
+
+def check_mode(mode: str, key: tuple[str, ...]) -> None:
+    if mode not in ("replace", "append", "upsert"):
+        raise ConfigError(f"table sink mode must be replace, append or upsert; got {mode!r}")
+
+
+class TableWriter(SinkWriter):
+    """Stage frames; on commit run one transaction: (replace) + (delete keys) + insert."""
+
+    def __init__(self, table: str, mode: TableMode, key: tuple[str, ...], ctx: SinkContext):
+        self.table = table
+        self.ctx = ctx
+        self.mode = mode
+        upsert = mode == "upsert" or ctx.emit == "update"
+        self.key: tuple[str, ...] = key or ctx.key
+        if upsert and not self.key:
+            raise SinkError(
+                f"sink table {table!r}: upsert needs key columns.\n"
+                "  hint: pass key=['id'] to the sink (window outputs use their keys and window_start)"
+            )
+        self.upsert = upsert
+        self.staged: list[pl.DataFrame] = []
+        self.commits = 0
+
+    def write(self, df: pl.DataFrame) -> None:
+        if df.height or not self.staged:
+            self.staged.append(df)
+
+    def commit(self, epoch: int) -> None:
+        frames = [f for f in self.staged if f.width]
+        self.staged = []
+        replace = self.mode == "replace" and self.commits == 0
+        self.commits += 1
+        if not frames:
+            if not replace:
+                self._record_epoch_only(epoch)
+                return
+            return
+        df = pl.concat(frames, how="diagonal_relaxed")
+        if self.upsert:
+            missing = [k for k in self.key if k not in df.columns]
+            if missing:
+                raise SinkError(
+                    f"sink table {self.table!r}: key column(s) {missing} not in the rows "
+                    f"({df.columns})"
+                )
+            df = df.unique(subset=list(self.key), keep="last", maintain_order=True)
+        try:
+            self._transaction(df, replace=replace, epoch=epoch)
+        except SinkError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - driver errors vary; name the table
+            raise SinkError(f"sink table {self.table!r}: commit failed: {exc}") from exc
+
+    @abstractmethod
+    def _transaction(self, df: pl.DataFrame, *, replace: bool, epoch: int) -> None:
+        """Write ``df`` and the epoch in one transaction."""
+
+    def _record_epoch_only(self, epoch: int) -> None:  # noqa: B027 - optional
+        """Record an epoch with no rows (sinks that track epochs override)."""

@@ -1,0 +1,198 @@
+"""DuckDB tables as a sink (replace, append, upsert by key) and as a source."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import polars as pl
+
+from riverbed._errors import ConfigError, SinkError, SourceError
+from riverbed.connectors._table import EPOCHS_TABLE, TableMode, TableWriter, check_mode
+from riverbed.connectors.base import (
+    Capabilities,
+    Sink,
+    SinkContext,
+    SinkWriter,
+    Source,
+    SourceContext,
+    SourceReader,
+)
+
+
+def _q(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _connect(path: str, *, read_only: bool = False) -> Any:
+    import duckdb
+
+    if path != ":memory:":
+        parent = os.path.dirname(os.path.abspath(path))
+        if read_only and not os.path.exists(path):
+            raise SourceError(f"DuckDB file {path!r} does not exist")
+        os.makedirs(parent, exist_ok=True)
+    return duckdb.connect(path, read_only=read_only)
+
+
+@dataclass(frozen=True)
+class DuckDBSink(Sink):
+    """A DuckDB table. Build it with :func:`riverbed.duckdb`."""
+
+    path: str
+    table: str
+    mode: TableMode = "replace"
+    key: tuple[str, ...] = ()
+
+    capabilities: ClassVar[Capabilities] = Capabilities(
+        bounded=True, unbounded=True, exactly_once=True, upsert=True
+    )
+
+    def describe(self) -> str:
+        return f"duckdb {self.path}#{self.table} ({self.mode})"
+
+    def open(self, ctx: SinkContext) -> SinkWriter:
+        return _DuckDBWriter(self, ctx)
+
+
+class _DuckDBWriter(TableWriter):
+    def __init__(self, sink: DuckDBSink, ctx: SinkContext) -> None:
+        super().__init__(sink.table, sink.mode, sink.key, ctx)
+        self.sink = sink
+        try:
+            self.con = _connect(sink.path)
+        except Exception as exc:  # noqa: BLE001
+            raise SinkError(f"cannot open DuckDB file {sink.path!r}: {exc}") from None
+
+    def _transaction(self, df: pl.DataFrame, *, replace: bool, epoch: int) -> None:
+        t = _q(self.table)
+        con = self.con
+        con.register("__rb_rows", df.to_arrow())
+        try:
+            con.execute("BEGIN TRANSACTION")
+            if replace:
+                con.execute(f"CREATE OR REPLACE TABLE {t} AS SELECT * FROM __rb_rows")
+            else:
+                con.execute(f"CREATE TABLE IF NOT EXISTS {t} AS SELECT * FROM __rb_rows LIMIT 0")
+                if self.upsert:
+                    cond = " AND ".join(f"{t}.{_q(k)} = r.{_q(k)}" for k in self.key)
+                    con.execute(f"DELETE FROM {t} USING __rb_rows AS r WHERE {cond}")
+                con.execute(f"INSERT INTO {t} BY NAME SELECT * FROM __rb_rows")
+            self._epoch(epoch)
+            con.execute("COMMIT")
+        except Exception:
+            con.execute("ROLLBACK")
+            raise
+        finally:
+            con.unregister("__rb_rows")
+
+    def _epoch(self, epoch: int) -> None:
+        self.con.execute(
+            f"CREATE TABLE IF NOT EXISTS {EPOCHS_TABLE} "
+            "(pipeline VARCHAR, step VARCHAR, epoch BIGINT, PRIMARY KEY (pipeline, step))"
+        )
+        self.con.execute(
+            f"INSERT OR REPLACE INTO {EPOCHS_TABLE} VALUES (?, ?, ?)",
+            [self.ctx.pipeline, self.ctx.step, epoch],
+        )
+
+    def _record_epoch_only(self, epoch: int) -> None:
+        self.con.execute("BEGIN TRANSACTION")
+        self._epoch(epoch)
+        self.con.execute("COMMIT")
+
+    def last_committed_epoch(self) -> int | None:
+        try:
+            row = self.con.execute(
+                f"SELECT epoch FROM {EPOCHS_TABLE} WHERE pipeline = ? AND step = ?",
+                [self.ctx.pipeline, self.ctx.step],
+            ).fetchone()
+        except Exception:  # noqa: BLE001 - no epochs table yet
+            return None
+        return None if row is None else int(row[0])
+
+    def close(self) -> None:
+        self.con.close()
+
+
+@dataclass(frozen=True)
+class DuckDBSource(Source):
+    """A DuckDB table (or query) read as a bounded source."""
+
+    path: str
+    table: str
+
+    capabilities: ClassVar[Capabilities] = Capabilities(bounded=True)
+
+    def describe(self) -> str:
+        return f"duckdb {self.path}#{self.table}"
+
+    def _read(self, limit: int | None = None) -> pl.DataFrame:
+        try:
+            con = _connect(self.path, read_only=True)
+        except SourceError:
+            raise
+        except Exception as exc:  # noqa: BLE001
+            raise SourceError(f"cannot open DuckDB file {self.path!r}: {exc}") from None
+        try:
+            tables = [r[0] for r in con.execute("SHOW TABLES").fetchall()]
+            if self.table not in tables:
+                raise SourceError(
+                    f"DuckDB file {self.path!r} has no table {self.table!r}; it has: "
+                    f"{', '.join(tables) or '(none)'}"
+                )
+            sql = f"SELECT * FROM {_q(self.table)}" + (f" LIMIT {limit}" if limit is not None else "")
+            return pl.from_arrow(con.execute(sql).arrow())  # type: ignore[return-value]
+        finally:
+            con.close()
+
+    def schema(self, ctx: SourceContext) -> pl.Schema:
+        return self._read(0).schema
+
+    def scan(self, ctx: SourceContext) -> tuple[pl.LazyFrame, pl.DataFrame | None] | None:
+        return self._read().lazy(), None
+
+    def partitions(self, ctx: SourceContext) -> list[str]:
+        return ["0"]
+
+    def open(self, partition: str, resume: Any, ctx: SourceContext) -> SourceReader:
+        from riverbed.connectors.memory import FrameReader
+
+        return FrameReader(self._read(), resume)
+
+
+def duckdb(
+    path: str | os.PathLike[str],
+    table: str,
+    *,
+    mode: TableMode = "replace",
+    key: str | list[str] | None = None,
+) -> DuckDBSink:
+    """Write to a DuckDB table: ``mode`` replace (default), append or upsert (by ``key``).
+
+    Each commit is one transaction that also records the pipeline's epoch.
+
+    Examples
+    --------
+    >>> import riverbed as rb
+    >>> rb.duckdb("warehouse.duckdb", table="daily_revenue").describe()
+    'duckdb warehouse.duckdb#daily_revenue (replace)'
+    """
+    keys = (key,) if isinstance(key, str) else tuple(key or ())
+    check_mode(mode, keys)
+    if mode == "upsert" and not keys:
+        raise ConfigError("duckdb(..., mode='upsert') needs key=... (the columns to match on)")
+    return DuckDBSink(os.fspath(path), table, mode, keys)
+
+
+def duckdb_table(path: str | os.PathLike[str], table: str) -> DuckDBSource:
+    """Read a DuckDB table as a bounded source (e.g. a lookup table).
+
+    Examples
+    --------
+    >>> import riverbed as rb
+    >>> rb.duckdb_table("warehouse.duckdb", "stores").describe()
+    'duckdb warehouse.duckdb#stores'
+    """
+    return DuckDBSource(os.fspath(path), table)

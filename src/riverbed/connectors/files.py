@@ -1,0 +1,555 @@
+"""Files as a source: CSV, JSON lines and Parquet; one file, a glob or a directory.
+
+Local paths are read with Polars' native readers; any other fsspec URL (``s3://``,
+``gs://``, ``hdfs://``, ``memory://`` ...) is listed and opened through fsspec.
+
+In batch mode the whole input is one LazyFrame. In stream mode the files are one partition,
+replayed in name order and row order; ``watch=True`` keeps looking for new files in the
+directory, ``tail=True`` follows a growing JSON-lines or CSV file.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+import polars as pl
+
+from riverbed._errors import ConfigError, SourceError
+from riverbed.connectors._textparse import OnError, parse_csv_text, parse_json_lines
+from riverbed.connectors.base import (
+    Capabilities,
+    Source,
+    SourceContext,
+    SourceReader,
+)
+
+Format = Literal["parquet", "csv", "jsonl"]
+_EXT: dict[str, Format] = {
+    ".parquet": "parquet",
+    ".pq": "parquet",
+    ".csv": "csv",
+    ".tsv": "csv",
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
+    ".json": "jsonl",
+}
+
+
+def format_of(path: str, explicit: str | None = None) -> Format:
+    """The file format from an explicit name or the extension."""
+    if explicit is not None:
+        if explicit not in ("parquet", "csv", "jsonl"):
+            raise ConfigError(f"unknown format {explicit!r}; use 'parquet', 'csv' or 'jsonl'")
+        return explicit  # type: ignore[return-value]
+    suffix = Path(path.rstrip("/").split("?")[0]).suffix.lower()
+    if suffix in (".gz", ".zst"):
+        suffix = Path(path[: -len(suffix)]).suffix.lower()
+    if suffix in _EXT:
+        return _EXT[suffix]
+    raise ConfigError(
+        f"cannot tell the format of {path!r} from its extension.\n"
+        "  hint: use .parquet, .csv, .jsonl (or .ndjson/.json), or pass format='csv'"
+    )
+
+
+def is_remote(path: str) -> bool:
+    """True for fsspec URLs other than plain local paths."""
+    return "://" in path and not path.startswith("file://")
+
+
+def _fs(path: str, storage_options: dict[str, Any] | None) -> tuple[Any, str]:
+    import fsspec
+
+    try:
+        fs, root = fsspec.core.url_to_fs(path, **(storage_options or {}))
+    except ImportError as exc:
+        proto = path.split("://", 1)[0]
+        hint = 'pip install "riverbed[s3]"' if proto in ("s3", "s3a") else f"install the fsspec driver for {proto}://"
+        raise ConfigError(f"cannot open {path!r}: {exc}\n  hint: {hint}") from None
+    return fs, root
+
+
+def list_files(path: str, storage_options: dict[str, Any] | None = None) -> list[str]:
+    """Expand a file, glob or directory into a sorted list of files (URLs kept for remote)."""
+    fs, root = _fs(path, storage_options)
+    proto = path.split("://", 1)[0] + "://" if is_remote(path) else ""
+    try:
+        if any(ch in root for ch in "*?["):
+            found = sorted(fs.glob(root))
+        elif fs.isdir(root):
+            found = sorted(
+                p
+                for p in fs.find(root)
+                if not Path(p).name.startswith((".", "_")) and Path(p).suffix.lower() in _EXT
+            )
+        elif fs.exists(root):
+            found = [root]
+        else:
+            found = []
+    except (OSError, PermissionError) as exc:
+        raise SourceError(f"cannot list {path!r}: {exc}") from None
+    files = [p for p in found if not fs.isdir(p)]
+    if not files:
+        parent = root.rstrip("/")
+        while parent and (any(ch in parent for ch in "*?[") or not fs.exists(parent)):
+            parent = parent.rsplit("/", 1)[0] if "/" in parent else ""
+        parent = parent or "."
+        try:
+            there = sorted(Path(p).name for p in fs.ls(parent, detail=False))[:20]
+        except OSError:
+            there = []
+        raise SourceError(
+            f"no files match {path!r}.\n"
+            f"  {proto}{parent} holds: {', '.join(there) if there else '(nothing)'}"
+        )
+    if proto and not files[0].startswith(proto):
+        files = [proto + f for f in files]
+    return files
+
+
+@dataclass(frozen=True)
+class FileSource(Source):
+    """Files as a source. Build it with :func:`riverbed.files`."""
+
+    path: str
+    format: Format | None = None
+    schema_: dict[str, pl.DataType] | None = field(default=None, hash=False)
+    on_error: OnError = "fail"
+    separator: str = ","
+    storage_options: dict[str, Any] | None = field(default=None, hash=False)
+    watch: bool = False
+    tail: bool = False
+    poll_interval: float = 0.1
+
+    capabilities: ClassVar[Capabilities] = Capabilities(
+        bounded=True, unbounded=True, replayable=True
+    )
+
+    def describe(self) -> str:
+        mode = " (watch)" if self.watch else " (tail)" if self.tail else ""
+        return f"files {self.path}{mode}"
+
+    # -- discovery ---------------------------------------------------------------------
+    def files(self) -> list[str]:
+        return list_files(self.path, self.storage_options)
+
+    def fmt(self, file: str | None = None) -> Format:
+        if self.format is not None:
+            return self.format
+        try:
+            return format_of(file or self.path)
+        except ConfigError:
+            if file is None:
+                return format_of(self.files()[0])
+            raise
+
+    def _open(self, file: str) -> Any:
+        if is_remote(file):
+            fs, root = _fs(file, self.storage_options)
+            with fs.open(root, "rb") as fh:
+                return io.BytesIO(fh.read())
+        return file
+
+    def _scan_native(self, file: str | list[str]) -> pl.LazyFrame:
+        """Lazy scan with Polars' reader (inferred schema)."""
+        files = [file] if isinstance(file, str) else file
+        fmt = self.fmt(files[0])
+        remote = is_remote(files[0])
+        try:
+            if remote:
+                frames = [self._read_whole(f, fmt) for f in files]
+                return pl.concat(frames, how="vertical_relaxed").lazy()
+            if fmt == "parquet":
+                return pl.scan_parquet(files)
+            if fmt == "csv":
+                return pl.scan_csv(files, separator=self.separator, infer_schema_length=10_000)
+            return pl.scan_ndjson(files, infer_schema_length=10_000)
+        except pl.exceptions.PolarsError as exc:
+            raise SourceError(f"{self.path}: cannot read: {str(exc).splitlines()[0]}") from None
+
+    def _read_whole(self, file: str, fmt: Format) -> pl.DataFrame:
+        src = self._open(file)
+        try:
+            if fmt == "parquet":
+                return pl.read_parquet(src)
+            if fmt == "csv":
+                return pl.read_csv(src, separator=self.separator, infer_schema_length=10_000)
+            return pl.read_ndjson(src, infer_schema_length=10_000)
+        except pl.exceptions.PolarsError as exc:
+            raise SourceError(
+                f"{file}: cannot read as {fmt}: {str(exc).splitlines()[0]}\n"
+                "  hint: declare schema=... with on_error='dead_letter' to divert bad records"
+            ) from None
+
+    # -- schema ------------------------------------------------------------------------
+    def schema(self, ctx: SourceContext) -> pl.Schema:
+        if self.schema_ is not None:
+            return pl.Schema(self.schema_)
+        files = self.files()
+        try:
+            return self._scan_native(files[0]).collect_schema()
+        except pl.exceptions.PolarsError as exc:
+            raise SourceError(f"{files[0]}: cannot infer schema: {exc}") from None
+
+    def _text_mode(self, fmt: Format) -> bool:
+        """Declared schema over text files: parse record by record with line numbers."""
+        return self.schema_ is not None and fmt in ("csv", "jsonl")
+
+    def read_file(
+        self, file: str, schema: pl.Schema
+    ) -> tuple[pl.DataFrame, pl.DataFrame | None]:
+        """Read one whole file into (rows, dead letters)."""
+        fmt = self.fmt(file)
+        if self._text_mode(fmt):
+            src = self._open(file)
+            data = src.getvalue() if isinstance(src, io.BytesIO) else Path(src).read_bytes()
+            return self._parse(data, file, fmt, first_line=1)
+        df = self._read_whole(file, fmt)
+        return self._conform(df, schema, file), None
+
+    def _parse(
+        self, data: bytes, file: str, fmt: Format, *, first_line: int, header: list[str] | None = None
+    ) -> tuple[pl.DataFrame, pl.DataFrame | None]:
+        schema = pl.Schema(self.schema_ or {})
+        if fmt == "csv":
+            return parse_csv_text(
+                data, schema, source=file, first_line=first_line + (1 if header is None else 0),
+                on_error=self.on_error, separator=self.separator,
+                has_header=header is None, header=header,
+            )
+        lines = pl.Series(data.decode("utf-8", errors="replace").split("\n"), dtype=pl.String)
+        if lines.len() and lines[-1] == "":
+            lines = lines.head(lines.len() - 1)
+        return parse_json_lines(
+            lines, schema, source=file, first_line=first_line, on_error=self.on_error
+        )
+
+    def _conform(self, df: pl.DataFrame, schema: pl.Schema, file: str) -> pl.DataFrame:
+        if df.schema == schema:
+            return df
+        missing = [c for c in schema.names() if c not in df.columns]
+        if missing:
+            raise SourceError(
+                f"{file}: column(s) {missing} are missing.\n  the file has: {df.columns}"
+            )
+        try:
+            return df.select(pl.col(c).cast(t) for c, t in schema.items())
+        except pl.exceptions.PolarsError as exc:
+            raise SourceError(f"{file}: does not fit the schema: {str(exc).splitlines()[0]}") from None
+
+    # -- batch fast path ---------------------------------------------------------------
+    def scan(self, ctx: SourceContext) -> tuple[pl.LazyFrame, pl.DataFrame | None] | None:
+        files = self.files()
+        schema = self.schema(ctx)
+        fmt = self.fmt(files[0])
+        progress = ctx.progress
+        if self._text_mode(fmt) or is_remote(files[0]):
+            frames, dead = [], []
+            task = progress.task(f"read {self.path}", total=len(files)) if progress else None
+            for f in files:
+                good, bad = self.read_file(f, schema)
+                frames.append(good)
+                if bad is not None:
+                    dead.append(bad)
+                if task is not None:
+                    task.advance(1)
+            letters = pl.concat(dead) if dead else None
+            return pl.concat(frames, how="vertical_relaxed").lazy(), letters
+        if self.schema_ is not None:
+            cast = [pl.col(c).cast(t) for c, t in schema.items()]
+            scan = self._scan_native(files).select(cast)
+        else:
+            scan = self._scan_native(files)
+        if progress is None or len(files) < 2:
+            return scan, None
+        return self._progress_scan(files, schema, progress), None
+
+    def _progress_scan(self, files: list[str], schema: pl.Schema, progress: Any) -> pl.LazyFrame:
+        """A LazyFrame read file by file, advancing a progress bar (projection and predicate
+        pushdown still apply to each file)."""
+        from polars.io.plugins import register_io_source
+
+        sizes = [max(os.path.getsize(f), 1) for f in files]
+        task = progress.task(f"read {len(files)} files", total=sum(sizes), unit="bytes")
+
+        def gen(
+            with_columns: list[str] | None,
+            predicate: pl.Expr | None,
+            n_rows: int | None,
+            batch_size: int | None,
+        ) -> Iterator[pl.DataFrame]:
+            left = n_rows
+            for f, size in zip(files, sizes, strict=True):
+                lf = self._scan_native(f)
+                if self.schema_ is not None:
+                    lf = lf.select(pl.col(c).cast(t) for c, t in schema.items())
+                if predicate is not None:
+                    lf = lf.filter(predicate)
+                if with_columns is not None:
+                    lf = lf.select(with_columns)
+                if left is not None:
+                    lf = lf.head(left)
+                df = lf.collect()
+                task.advance(size)
+                if left is not None:
+                    left -= df.height
+                yield df
+                if left is not None and left <= 0:
+                    break
+
+        return register_io_source(gen, schema=schema)
+
+    # -- stream ------------------------------------------------------------------------
+    def partitions(self, ctx: SourceContext) -> list[str]:
+        return ["0"]
+
+    def open(self, partition: str, resume: Any, ctx: SourceContext) -> SourceReader:
+        if self.tail:
+            return _TailReader(self, resume)
+        return _FilesReader(self, resume, schema=self.schema(ctx))
+
+
+class _FilesReader(SourceReader):
+    """Replays files in name order, rows in file order; optionally watches for new files."""
+
+    def __init__(self, src: FileSource, resume: Any, schema: pl.Schema) -> None:
+        self.src = src
+        self.schema = schema
+        state = resume or {}
+        self.done: list[str] = list(state.get("done", []))
+        self.current: str | None = state.get("file")
+        self.row: int = int(state.get("row", 0))
+        self.buffer: pl.DataFrame | None = None
+        self.dead: list[pl.DataFrame] = []
+        self.batches: Iterator[pl.DataFrame] | None = None
+        self.last_list = 0.0
+
+    def _next_file(self) -> str | None:
+        if self.src.watch:
+            now = time.monotonic()
+            if now - self.last_list < self.src.poll_interval:
+                return None
+            self.last_list = now
+            try:
+                files = self.src.files()
+            except SourceError:
+                return None
+        else:
+            files = self.src.files()
+        seen = set(self.done)
+        for f in files:
+            if f not in seen:
+                return f
+        return None
+
+    def _load(self, file: str) -> None:
+        fmt = self.src.fmt(file)
+        if fmt == "parquet" and not is_remote(file) and self.src.schema_ is None:
+            self.batches = self._parquet_batches(file, self.row)
+            self.buffer = None
+            return
+        df, dead = self.src.read_file(file, self.schema)
+        if dead is not None and self.row == 0:
+            self.dead.append(dead)
+        self.buffer = df.slice(self.row)
+        self.batches = None
+
+    def _parquet_batches(self, file: str, skip: int) -> Iterator[pl.DataFrame]:
+        import pyarrow.parquet as pq
+
+        pf = pq.ParquetFile(file)
+        for rg in range(pf.num_row_groups):
+            n = pf.metadata.row_group(rg).num_rows
+            if skip >= n:
+                skip -= n
+                continue
+            df = pl.from_arrow(pf.read_row_group(rg))
+            assert isinstance(df, pl.DataFrame)
+            yield df.slice(skip)
+            skip = 0
+
+    def next_batch(self, max_rows: int, timeout: float) -> pl.DataFrame | None:
+        deadline = time.monotonic() + timeout
+        while True:
+            if self.current is None:
+                nxt = self._next_file()
+                if nxt is None:
+                    if not self.src.watch:
+                        return None
+                    if time.monotonic() >= deadline:
+                        return pl.DataFrame(schema=self.schema)
+                    time.sleep(min(self.src.poll_interval, max(deadline - time.monotonic(), 0)))
+                    continue
+                self.current, self.row = nxt, 0
+                self._load(nxt)
+            elif self.buffer is None and self.batches is None:
+                self._load(self.current)
+            if self.batches is not None and (self.buffer is None or self.buffer.height == 0):
+                self.buffer = next(self.batches, None)
+                if self.buffer is None:
+                    self.batches = None
+                    self.buffer = pl.DataFrame(schema=self.schema)
+            assert self.buffer is not None
+            if self.buffer.height == 0 and self.batches is None:
+                self.done.append(self.current)
+                self.current, self.row, self.buffer = None, 0, None
+                continue
+            if self.buffer.height == 0:
+                continue
+            out = self.buffer.head(max_rows)
+            self.buffer = self.buffer.slice(out.height)
+            self.row += out.height
+            return out
+
+    def snapshot(self) -> Any:
+        return {"done": list(self.done), "file": self.current, "row": self.row}
+
+    def drain_dead_letters(self) -> pl.DataFrame | None:
+        if not self.dead:
+            return None
+        out = pl.concat(self.dead)
+        self.dead = []
+        return out
+
+
+class _TailReader(SourceReader):
+    """Follows one growing JSON-lines or CSV file: only complete lines are read."""
+
+    def __init__(self, src: FileSource, resume: Any) -> None:
+        if is_remote(src.path):
+            raise ConfigError(f"tail=True needs a local file, got {src.path!r}")
+        self.src = src
+        self.fmt = src.fmt(src.path)
+        if self.fmt == "parquet":
+            raise ConfigError("tail=True follows JSON-lines or CSV files, not Parquet")
+        state = resume or {}
+        self.offset = int(state.get("offset", 0))
+        self.line = int(state.get("line", 1))
+        self.header: list[str] | None = state.get("header")
+        self.dead: list[pl.DataFrame] = []
+
+    def next_batch(self, max_rows: int, timeout: float) -> pl.DataFrame | None:
+        deadline = time.monotonic() + timeout
+        path = self.src.path
+        while True:
+            try:
+                size = os.path.getsize(path)
+            except FileNotFoundError:
+                size = 0
+            if size > self.offset:
+                with open(path, "rb") as fh:
+                    fh.seek(self.offset)
+                    data = fh.read(min(size - self.offset, max(max_rows, 1) * 512))
+                end = data.rfind(b"\n")
+                if end >= 0:
+                    chunk = data[: end + 1]
+                    lines = chunk.count(b"\n")
+                    if lines > max_rows:  # cut at max_rows lines
+                        pos = -1
+                        for _ in range(max_rows):
+                            pos = chunk.index(b"\n", pos + 1)
+                        chunk, lines = chunk[: pos + 1], max_rows
+                    return self._parse(chunk, lines)
+            if time.monotonic() >= deadline:
+                return pl.DataFrame(schema=self.src.schema_ or {})
+            time.sleep(min(self.src.poll_interval, max(deadline - time.monotonic(), 0.0)))
+
+    def _parse(self, chunk: bytes, lines: int) -> pl.DataFrame:
+        first_line = self.line
+        self.offset += len(chunk)
+        self.line += lines
+        if self.fmt == "csv" and self.header is None:
+            first, _, rest = chunk.partition(b"\n")
+            self.header = first.decode().strip().split(self.src.separator)
+            chunk, first_line = rest, first_line + 1
+            if not chunk:
+                return pl.DataFrame(schema=self.src.schema_ or {})
+        if self.src.schema_ is not None:
+            good, dead = self.src._parse(
+                chunk, self.src.path, self.fmt, first_line=first_line, header=self.header
+            )
+            if dead is not None:
+                self.dead.append(dead)
+            return good
+        try:
+            if self.fmt == "csv":
+                return pl.read_csv(chunk, has_header=False, new_columns=self.header,
+                                   separator=self.src.separator)
+            return pl.read_ndjson(chunk)
+        except pl.exceptions.PolarsError as exc:
+            raise SourceError(
+                f"{self.src.path}: lines {first_line}-{self.line - 1}: {str(exc).splitlines()[0]}"
+                "\n  hint: declare schema=... with on_error='dead_letter' to divert bad records"
+            ) from None
+
+    def snapshot(self) -> Any:
+        return {"offset": self.offset, "line": self.line, "header": self.header}
+
+    def drain_dead_letters(self) -> pl.DataFrame | None:
+        if not self.dead:
+            return None
+        out = pl.concat(self.dead)
+        self.dead = []
+        return out
+
+
+def files(
+    path: str | os.PathLike[str],
+    *,
+    format: Format | None = None,  # noqa: A002
+    schema: Any = None,
+    on_error: OnError = "fail",
+    separator: str = ",",
+    storage_options: dict[str, Any] | None = None,
+    watch: bool = False,
+    tail: bool = False,
+) -> FileSource:
+    """Read CSV, JSON-lines or Parquet files: one file, a glob or a directory, local or fsspec.
+
+    Parameters
+    ----------
+    path
+        ``data/sales.parquet``, ``data/*.csv``, ``data/`` or ``s3://bucket/sales/*.parquet``.
+    format
+        ``"parquet"``, ``"csv"`` or ``"jsonl"``; default from the extension.
+    schema
+        Declared schema (``{"ts": pl.Int64, ...}``); default: inferred from the first file.
+        With a declared schema, text records are checked one by one.
+    on_error
+        ``"fail"`` (default): a record that does not fit the schema stops the job with its
+        file, line and column. ``"dead_letter"``: it goes to the read step's dead letters.
+    watch
+        Stream mode: keep watching the directory/glob for new files (write them atomically).
+    tail
+        Stream mode: follow one growing JSON-lines/CSV file.
+
+    Examples
+    --------
+    >>> import riverbed as rb
+    >>> src = rb.files("data/*.parquet")
+    >>> src.describe()
+    'files data/*.parquet'
+    """
+    if on_error not in ("fail", "dead_letter"):
+        raise ConfigError(f"on_error must be 'fail' or 'dead_letter', got {on_error!r}")
+    if watch and tail:
+        raise ConfigError("choose watch=True (new files) or tail=True (a growing file), not both")
+    declared = dict(pl.Schema(schema)) if schema is not None else None
+    if format is not None:
+        format_of("", format)
+    return FileSource(
+        path=os.fspath(path),
+        format=format,
+        schema_=declared,
+        on_error=on_error,
+        separator=separator,
+        storage_options=storage_options,
+        watch=watch,
+        tail=tail,
+    )

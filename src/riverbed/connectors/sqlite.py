@@ -1,0 +1,220 @@
+"""SQLite tables as a sink (replace, append, upsert by key) and as a source (stdlib sqlite3)."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import polars as pl
+
+from riverbed._errors import ConfigError, SinkError, SourceError
+from riverbed.connectors._table import EPOCHS_TABLE, TableMode, TableWriter, check_mode
+from riverbed.connectors.base import (
+    Capabilities,
+    Sink,
+    SinkContext,
+    SinkWriter,
+    Source,
+    SourceContext,
+    SourceReader,
+)
+
+
+def _q(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _sql_type(dtype: pl.DataType) -> str:
+    if dtype.is_integer() or dtype == pl.Boolean:
+        return "INTEGER"
+    if dtype.is_float():
+        return "REAL"
+    return "TEXT"
+
+
+def _rows(df: pl.DataFrame) -> list[tuple[Any, ...]]:
+    """Rows with temporal and nested values turned into text SQLite can store."""
+    conv = []
+    for c, t in df.schema.items():
+        if t.is_temporal():
+            conv.append(pl.col(c).dt.to_string("iso") if t != pl.Time else pl.col(c).cast(pl.String))
+        elif isinstance(t, pl.List | pl.Struct | pl.Array):
+            conv.append(pl.col(c).map_elements(repr, pl.String))
+        elif t == pl.Boolean:
+            conv.append(pl.col(c).cast(pl.Int8))
+        elif t.is_decimal():
+            conv.append(pl.col(c).cast(pl.Float64))
+        else:
+            conv.append(pl.col(c))
+    return df.select(conv).rows()
+
+
+@dataclass(frozen=True)
+class SQLiteSink(Sink):
+    """A SQLite table. Build it with :func:`riverbed.sqlite`."""
+
+    path: str
+    table: str
+    mode: TableMode = "replace"
+    key: tuple[str, ...] = ()
+
+    capabilities: ClassVar[Capabilities] = Capabilities(
+        bounded=True, unbounded=True, exactly_once=True, upsert=True
+    )
+
+    def describe(self) -> str:
+        return f"sqlite {self.path}#{self.table} ({self.mode})"
+
+    def open(self, ctx: SinkContext) -> SinkWriter:
+        return _SQLiteWriter(self, ctx)
+
+
+class _SQLiteWriter(TableWriter):
+    def __init__(self, sink: SQLiteSink, ctx: SinkContext) -> None:
+        super().__init__(sink.table, sink.mode, sink.key, ctx)
+        parent = os.path.dirname(os.path.abspath(sink.path))
+        os.makedirs(parent, exist_ok=True)
+        try:
+            self.con = sqlite3.connect(sink.path, isolation_level=None)
+        except sqlite3.Error as exc:
+            raise SinkError(f"cannot open SQLite file {sink.path!r}: {exc}") from None
+
+    def _create(self, df: pl.DataFrame) -> None:
+        cols = ", ".join(f"{_q(c)} {_sql_type(t)}" for c, t in df.schema.items())
+        self.con.execute(f"CREATE TABLE IF NOT EXISTS {_q(self.table)} ({cols})")
+
+    def _transaction(self, df: pl.DataFrame, *, replace: bool, epoch: int) -> None:
+        con, t = self.con, _q(self.table)
+        con.execute("BEGIN IMMEDIATE")
+        try:
+            if replace:
+                con.execute(f"DROP TABLE IF EXISTS {t}")
+            self._create(df)
+            if self.upsert and not replace:
+                keys = ", ".join(_q(k) for k in self.key)
+                con.execute("CREATE TEMP TABLE IF NOT EXISTS __rb_keys AS SELECT "
+                            f"{keys} FROM {t} WHERE 0")
+                con.execute("DELETE FROM __rb_keys")
+                marks = ", ".join("?" for _ in self.key)
+                con.executemany(
+                    f"INSERT INTO __rb_keys VALUES ({marks})", _rows(df.select(self.key))
+                )
+                con.execute(f"DELETE FROM {t} WHERE ({keys}) IN (SELECT {keys} FROM __rb_keys)")
+            names = ", ".join(_q(c) for c in df.columns)
+            marks = ", ".join("?" for _ in df.columns)
+            con.executemany(f"INSERT INTO {t} ({names}) VALUES ({marks})", _rows(df))
+            self._epoch(epoch)
+            con.execute("COMMIT")
+        except Exception:
+            con.execute("ROLLBACK")
+            raise
+
+    def _epoch(self, epoch: int) -> None:
+        self.con.execute(
+            f"CREATE TABLE IF NOT EXISTS {EPOCHS_TABLE} "
+            "(pipeline TEXT, step TEXT, epoch INTEGER, PRIMARY KEY (pipeline, step))"
+        )
+        self.con.execute(
+            f"INSERT OR REPLACE INTO {EPOCHS_TABLE} VALUES (?, ?, ?)",
+            (self.ctx.pipeline, self.ctx.step, epoch),
+        )
+
+    def _record_epoch_only(self, epoch: int) -> None:
+        self.con.execute("BEGIN IMMEDIATE")
+        self._epoch(epoch)
+        self.con.execute("COMMIT")
+
+    def last_committed_epoch(self) -> int | None:
+        try:
+            row = self.con.execute(
+                f"SELECT epoch FROM {EPOCHS_TABLE} WHERE pipeline = ? AND step = ?",
+                (self.ctx.pipeline, self.ctx.step),
+            ).fetchone()
+        except sqlite3.Error:
+            return None
+        return None if row is None else int(row[0])
+
+    def close(self) -> None:
+        self.con.close()
+
+
+@dataclass(frozen=True)
+class SQLiteSource(Source):
+    """A SQLite table read as a bounded source."""
+
+    path: str
+    table: str
+
+    capabilities: ClassVar[Capabilities] = Capabilities(bounded=True)
+
+    def describe(self) -> str:
+        return f"sqlite {self.path}#{self.table}"
+
+    def _read(self, limit: int | None = None) -> pl.DataFrame:
+        if not os.path.exists(self.path):
+            raise SourceError(f"SQLite file {self.path!r} does not exist")
+        con = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True)
+        try:
+            tables = [r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table'")]
+            if self.table not in tables:
+                raise SourceError(
+                    f"SQLite file {self.path!r} has no table {self.table!r}; it has: "
+                    f"{', '.join(tables) or '(none)'}"
+                )
+            cur = con.execute(
+                f"SELECT * FROM {_q(self.table)}" + (f" LIMIT {limit}" if limit is not None else "")
+            )
+            names = [d[0] for d in cur.description]
+            return pl.DataFrame(cur.fetchall(), schema=names, orient="row", infer_schema_length=None)
+        finally:
+            con.close()
+
+    def schema(self, ctx: SourceContext) -> pl.Schema:
+        return self._read().schema
+
+    def scan(self, ctx: SourceContext) -> tuple[pl.LazyFrame, pl.DataFrame | None] | None:
+        return self._read().lazy(), None
+
+    def partitions(self, ctx: SourceContext) -> list[str]:
+        return ["0"]
+
+    def open(self, partition: str, resume: Any, ctx: SourceContext) -> SourceReader:
+        from riverbed.connectors.memory import FrameReader
+
+        return FrameReader(self._read(), resume)
+
+
+def sqlite(
+    path: str | os.PathLike[str],
+    table: str,
+    *,
+    mode: TableMode = "replace",
+    key: str | list[str] | None = None,
+) -> SQLiteSink:
+    """Write to a SQLite table: ``mode`` replace (default), append or upsert (by ``key``).
+
+    Examples
+    --------
+    >>> import riverbed as rb
+    >>> rb.sqlite("out.sqlite", "daily").describe()
+    'sqlite out.sqlite#daily (replace)'
+    """
+    keys = (key,) if isinstance(key, str) else tuple(key or ())
+    check_mode(mode, keys)
+    if mode == "upsert" and not keys:
+        raise ConfigError("sqlite(..., mode='upsert') needs key=... (the columns to match on)")
+    return SQLiteSink(os.fspath(path), table, mode, keys)
+
+
+def sqlite_table(path: str | os.PathLike[str], table: str) -> SQLiteSource:
+    """Read a SQLite table as a bounded source.
+
+    Examples
+    --------
+    >>> import riverbed as rb
+    >>> rb.sqlite_table("app.sqlite", "stores").describe()
+    'sqlite app.sqlite#stores'
+    """
+    return SQLiteSource(os.fspath(path), table)

@@ -1,0 +1,195 @@
+"""A public testing kit: scripted sources, a collecting sink, a manual clock, and a check
+that a pipeline gives the same rows in batch and stream mode.
+
+Examples
+--------
+>>> import polars as pl, riverbed as rb
+>>> from riverbed.testing import source, collect
+>>> p = rb.Pipeline("t")
+>>> out = collect()
+>>> _ = p.read(source([pl.DataFrame({"x": [1, 2, 3]})])).filter(pl.col("x") != 2).write(out)
+>>> _ = p.run(progress=False)
+>>> out.frame()["x"].to_list()
+[1, 3]
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import polars as pl
+
+from riverbed._errors import RiverbedError, SourceError
+from riverbed.connectors.base import (
+    Capabilities,
+    Sink,
+    SinkContext,
+    SinkWriter,
+    Source,
+    SourceContext,
+    SourceReader,
+)
+
+__all__ = ["CollectSink", "ScriptedSource", "collect", "source"]
+
+
+class CrashError(RiverbedError):
+    """Raised by a scripted source on cue, to test recovery."""
+
+
+@dataclass(frozen=True, eq=False)
+class ScriptedSource(Source):
+    """Emits given batches per partition, in order. Build it with :func:`source`.
+
+    Each partition's script is a list of DataFrames; the strings ``"pause"`` (nothing arrives
+    in this poll) and ``"crash"`` (raise :class:`CrashError`) may appear between batches.
+    """
+
+    scripts: tuple[tuple[pl.DataFrame | str, ...], ...]
+    bounded: bool = True
+    name: str = "scripted"
+
+    capabilities: ClassVar[Capabilities] = Capabilities(
+        bounded=True, unbounded=True, replayable=True
+    )
+
+    def describe(self) -> str:
+        return f"{self.name} ({len(self.scripts)} partition(s))"
+
+    def schema(self, ctx: SourceContext) -> pl.Schema:
+        for script in self.scripts:
+            for item in script:
+                if isinstance(item, pl.DataFrame):
+                    return item.schema
+        raise SourceError(f"{self.describe()}: no batches, so no schema")
+
+    def partitions(self, ctx: SourceContext) -> list[str]:
+        return [str(i) for i in range(len(self.scripts))]
+
+    def scan(self, ctx: SourceContext) -> tuple[pl.LazyFrame, pl.DataFrame | None] | None:
+        frames = [b for s in self.scripts for b in s if isinstance(b, pl.DataFrame)]
+        return pl.concat(frames, how="vertical_relaxed").lazy(), None
+
+    def open(self, partition: str, resume: Any, ctx: SourceContext) -> SourceReader:
+        return _ScriptReader(self, int(partition), resume)
+
+
+class _ScriptReader(SourceReader):
+    def __init__(self, src: ScriptedSource, part: int, resume: Any) -> None:
+        self.script = src.scripts[part]
+        self.bounded = src.bounded
+        self.schema = src.schema(SourceContext())
+        state = resume or {"item": 0, "row": 0}
+        self.item, self.row = int(state["item"]), int(state["row"])
+        self.crashed: set[int] = set(state.get("crashed", []))
+
+    def next_batch(self, max_rows: int, timeout: float) -> pl.DataFrame | None:
+        while self.item < len(self.script):
+            cur = self.script[self.item]
+            if isinstance(cur, str):
+                self.item += 1
+                if cur == "pause":
+                    return pl.DataFrame(schema=self.schema)
+                if cur == "crash" and self.item - 1 not in self.crashed:
+                    self.crashed.add(self.item - 1)
+                    raise CrashError(f"scripted crash at item {self.item - 1}")
+                continue
+            out = cur.slice(self.row, max_rows)
+            self.row += out.height
+            if self.row >= cur.height:
+                self.item, self.row = self.item + 1, 0
+            if out.height:
+                return out
+        return None if self.bounded else pl.DataFrame(schema=self.schema)
+
+    def snapshot(self) -> Any:
+        return {"item": self.item, "row": self.row, "crashed": sorted(self.crashed)}
+
+
+def source(
+    batches: Sequence[pl.DataFrame | str] | None = None,
+    *,
+    partitions: Sequence[Sequence[pl.DataFrame | str]] | None = None,
+    bounded: bool = True,
+    name: str = "scripted",
+) -> ScriptedSource:
+    """A source that emits the given batches (one partition) or per-partition scripts.
+
+    Scripts may hold ``"pause"`` (an empty poll) and ``"crash"`` (raise once) between frames.
+    ``bounded=False`` keeps the source open (empty polls) after its script ends.
+
+    Examples
+    --------
+    >>> import polars as pl
+    >>> src = source([pl.DataFrame({"x": [1]}), "pause", pl.DataFrame({"x": [2]})])
+    >>> src.partitions(None)
+    ['0']
+    """
+    if (batches is None) == (partitions is None):
+        raise ValueError("give either batches=[...] or partitions=[[...], ...]")
+    scripts = [list(batches)] if batches is not None else [list(p) for p in partitions or []]
+    return ScriptedSource(tuple(tuple(s) for s in scripts), bounded, name)
+
+
+@dataclass(frozen=True, eq=False)
+class CollectSink(Sink):
+    """Collects committed rows in memory. Build it with :func:`collect`."""
+
+    name: str = "collect"
+    _frames: list[pl.DataFrame] = field(default_factory=list, repr=False)
+    _epochs: list[int] = field(default_factory=list, repr=False)
+
+    capabilities: ClassVar[Capabilities] = Capabilities(bounded=True, unbounded=True)
+
+    def describe(self) -> str:
+        return f"memory ({self.name})"
+
+    def open(self, ctx: SinkContext) -> SinkWriter:
+        return _CollectWriter(self)
+
+    def frame(self) -> pl.DataFrame:
+        """Every committed row, in commit order."""
+        rows = [f for f in self._frames if f.height]
+        if rows:
+            return pl.concat(rows, how="diagonal_relaxed")
+        return self._frames[0] if self._frames else pl.DataFrame()
+
+    def batches(self) -> list[pl.DataFrame]:
+        """The committed frames, one per write."""
+        return list(self._frames)
+
+    def clear(self) -> None:
+        """Forget collected rows (e.g. between two runs)."""
+        self._frames.clear()
+        self._epochs.clear()
+
+
+class _CollectWriter(SinkWriter):
+    def __init__(self, sink: CollectSink) -> None:
+        self.sink = sink
+        self.staged: list[pl.DataFrame] = []
+
+    def write(self, df: pl.DataFrame) -> None:
+        self.staged.append(df)
+
+    def commit(self, epoch: int) -> None:
+        self.sink._frames.extend(self.staged)
+        self.sink._epochs.append(epoch)
+        self.staged = []
+
+    def last_committed_epoch(self) -> int | None:
+        return self.sink._epochs[-1] if self.sink._epochs else None
+
+
+def collect(name: str = "collect") -> CollectSink:
+    """A sink that keeps committed rows in memory; read them with ``.frame()``.
+
+    Examples
+    --------
+    >>> sink = collect()
+    >>> sink.frame().height
+    0
+    """
+    return CollectSink(name)
