@@ -113,13 +113,13 @@ def test_compare_finds_differences() -> None:
 def test_q1_end_to_end(data_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
     args = ["--events", str(N), "--repeat", "1", "--data-dir", str(data_dir)]
     assert q1.main([*args, "--no-riverbed"]) == 0
-    assert "results identical (polars, duckdb)" in capsys.readouterr().out
+    assert "results identical (polars, polars streaming, duckdb)" in capsys.readouterr().out
     rc = q1.main(args)
     out = capsys.readouterr().out
     if rc == 2 and "riverbed: not available" in out:
         pytest.skip(out.strip().splitlines()[2])
     assert rc == 0, out
-    assert "results identical (polars, duckdb, riverbed)" in out
+    assert "results identical (polars, polars streaming, duckdb, riverbed)" in out
     assert "riverbed/duckdb" in out
 
 
