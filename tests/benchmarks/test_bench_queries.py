@@ -132,3 +132,32 @@ def test_q2_end_to_end(data_dir: Path, capsys: pytest.CaptureFixture[str]) -> No
     assert rc == 0, out
     assert "results identical (polars reference, riverbed stream)" in out
     assert "peak RSS" in out
+
+
+@pytest.mark.parametrize("broken", [False, True])
+def test_q2_harness_with_a_stand_in_for_riverbed(
+    data_dir: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    broken: bool,
+) -> None:
+    """The reporting and checking path of q2, whether or not the stream executor exists."""
+
+    def fake_run(rb: object, path: Path, home: Path, options: dict[str, object]):
+        frame = q2.run_reference(path)
+        return (frame.head(frame.height - 1) if broken else frame), q2.count_late(path)[1]
+
+    monkeypatch.setattr(q2, "load_riverbed", lambda: (object(), ""))
+    monkeypatch.setattr(q2, "run_riverbed", fake_run)
+    args = ["--events", str(N), "--repeat", "2", "--data-dir", str(data_dir), "--in-process"]
+    rc = q2.main(args)
+    out = capsys.readouterr().out
+    assert "riverbed/polars" in out
+    assert "peak RSS" in out
+    if broken:
+        assert rc == 1
+        assert "MISMATCH" in out
+    else:
+        assert rc == 0, out
+        assert "results identical" in out
+        assert "note:" not in out
