@@ -117,4 +117,6 @@ def split_round_robin(
         length = size + (1 if i < extra else 0)
         out.append(((start + i) % partitions, df.slice(pos, length)))
         pos += length
-    return sorted(out, key=lambda item: item[0]), (start + used) % partitions
+    # the next append starts right after the last partition that got an extra row
+    step = extra if used == partitions else used
+    return sorted(out, key=lambda item: item[0]), (start + step) % partitions
