@@ -117,7 +117,8 @@ class Agg:
                 t = pl.col(cols[1])
                 return [s.filter(t == t.max()).last().alias(cols[0]), t.max().alias(cols[1])]
             case "count_distinct":
-                return [s.flatten().drop_nulls().unique().alias(cols[0])]
+                flat = s.list.explode(keep_nulls=False, empty_as_null=False)
+                return [flat.drop_nulls().unique().alias(cols[0])]
 
     def finish(self, name: str) -> pl.Expr:
         """The result from merged state."""
