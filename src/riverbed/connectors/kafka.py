@@ -255,9 +255,7 @@ def _topic_partitions(
 
 def _missing_topic(bootstrap: str, topic: str, admin: Any, timeout: float) -> str:
     try:
-        names = sorted(
-            t for t in admin.list_topics(timeout=timeout).topics if not t.startswith("_")
-        )
+        names = sorted(t for t in admin.list_topics(timeout=timeout).topics if not t.startswith("_"))
     except Exception:
         names = []
     shown = ", ".join(names[:20]) + (", ..." if len(names) > 20 else "") if names else "none"
@@ -412,13 +410,9 @@ class KafkaSource(Source):
     infer_rows: int = 1000
     timeout: float = 10.0
     config: tuple[tuple[str, ConfigValue], ...] = ()
-    _cache: dict[str, Any] = field(
-        default_factory=dict, init=False, repr=False, compare=False, hash=False
-    )
+    _cache: dict[str, Any] = field(default_factory=dict, init=False, repr=False, compare=False, hash=False)
 
-    capabilities: ClassVar[Capabilities] = Capabilities(
-        bounded=True, unbounded=True, replayable=True
-    )
+    capabilities: ClassVar[Capabilities] = Capabilities(bounded=True, unbounded=True, replayable=True)
 
     def __post_init__(self) -> None:
         _check_topic(self.topic)
@@ -431,9 +425,7 @@ class KafkaSource(Source):
             raise ConfigError(f"Kafka timeout={self.timeout}: expected seconds > 0")
         for name in self.metadata:
             if name not in _METADATA_DTYPES:
-                raise ConfigError(
-                    f"Kafka metadata column {name!r}: expected one of {list(_METADATA_DTYPES)}"
-                )
+                raise ConfigError(f"Kafka metadata column {name!r}: expected one of {list(_METADATA_DTYPES)}")
 
     # -- description
 
@@ -461,6 +453,10 @@ class KafkaSource(Source):
             # default) whenever its local queue is full: it caps reading at ~250k msg/s
             "fetch.queue.backoff.ms": 10,
             "queued.min.messages": 200_000,
+            # how long the broker may hold a fetch at the tail: bounds the wait for the
+            # partition-EOF event that ends a batch read, and tail latency on brokers that
+            # do not answer a long poll as soon as data arrives
+            "fetch.wait.max.ms": 100,
             "logger": _LOG,
             **dict(self.config),
         }
@@ -482,16 +478,18 @@ class KafkaSource(Source):
         consumer = ck.Consumer(self._consumer_config(ctx))
         samples: list[bytes] = []
         try:
-            consumer.assign(
-                [ck.TopicPartition(self.topic, int(p), ck.OFFSET_BEGINNING) for p in parts]
-            )
+            tps = [ck.TopicPartition(self.topic, int(p)) for p in parts]
+            for tp in tps:  # explicit offsets: a logical OFFSET_BEGINNING costs a lookup
+                tp.offset = consumer.get_watermark_offsets(tp, self.timeout, cached=False)[0]
+            consumer.assign(tps)
             at_end: set[int] = set()
             deadline = time.monotonic() + self.timeout
             while len(samples) < self.infer_rows and len(at_end) < len(parts):
                 left = deadline - time.monotonic()
                 if left <= 0:
                     break
-                for m in consumer.consume(self.infer_rows, min(left, 0.2)):
+                events = consumer.consume(self.infer_rows, 0) or consumer.consume(1, left)
+                for m in events:
                     err = m.error()
                     if err is None:
                         at_end.discard(m.partition() or 0)
@@ -559,9 +557,7 @@ class KafkaSource(Source):
     def partitions(self, ctx: SourceContext) -> list[str]:
         """The topic's partition ids as strings (``["0", "1", ...]``)."""
         admin = _admin(self.bootstrap, self.config)
-        parts = _topic_partitions(
-            self.bootstrap, self.topic, self.timeout, self.config, admin=admin
-        )
+        parts = _topic_partitions(self.bootstrap, self.topic, self.timeout, self.config, admin=admin)
         if parts is None:
             raise SourceError(
                 _missing_topic(self.bootstrap, self.topic, admin, self.timeout)
@@ -579,9 +575,7 @@ class KafkaSource(Source):
                 f"Kafka topic {self.topic!r}: partition {partition!r} is not a partition id "
                 "(expected '0', '1', ...)"
             ) from None
-        if resume is not None and (
-            isinstance(resume, bool) or not isinstance(resume, int) or resume < 0
-        ):
+        if resume is not None and (isinstance(resume, bool) or not isinstance(resume, int) or resume < 0):
             raise ConfigError(
                 f"Kafka topic {self.topic!r} partition {pid}: resume state {resume!r} is not an "
                 "offset (expected an int >= 0, as snapshot() returns)"
@@ -598,9 +592,7 @@ class KafkaSource(Source):
         ck = _ck()
         consumer = ck.Consumer(self._consumer_config(None))
         try:
-            offsets = [
-                ck.TopicPartition(self.topic, int(p), int(o)) for p, o in sorted(positions.items())
-            ]
+            offsets = [ck.TopicPartition(self.topic, int(p), int(o)) for p, o in sorted(positions.items())]
             if offsets:
                 consumer.commit(offsets=offsets, asynchronous=False)
         except ck.KafkaException as exc:
@@ -632,17 +624,13 @@ class KafkaReader(SourceReader):
         self.mode = ctx.mode
         self._value_schema = value_schema
         self._schema = source._output_schema(value_schema)
-        self._key_column = (
-            source.key if source.key is not None and source.key not in value_schema else None
-        )
+        self._key_column = source.key if source.key is not None and source.key not in value_schema else None
         self._dead: list[dict[str, Any]] = []
         self._where = f"{source.describe()} partition {partition}"
         self._tp = ck.TopicPartition(source.topic, partition)
         self._consumer: Consumer = ck.Consumer(source._consumer_config(ctx))
         try:
-            low, high = self._consumer.get_watermark_offsets(
-                self._tp, timeout=source.timeout, cached=False
-            )
+            low, high = self._consumer.get_watermark_offsets(self._tp, timeout=source.timeout, cached=False)
         except ck.KafkaException as exc:
             self._consumer.close()
             if _is_transient(exc):
@@ -663,7 +651,8 @@ class KafkaReader(SourceReader):
         self._next: int = int(start)
         self._listed_end = high  # ListOffsets(latest) when opened
         self._end: int | None = None  # batch mode bound, fixed at the first fetch
-        self._done = False
+        # a partition with no messages at all ends a batch read at once
+        self._done = self.mode == "batch" and high <= low and start >= high
         self._consumer.assign([ck.TopicPartition(source.topic, partition, start)])
 
     # -- reading
@@ -780,9 +769,7 @@ class KafkaReader(SourceReader):
             extra.append(_headers([m.headers() for m in data]))
         for name in self.source.metadata:
             if name == "_partition":
-                extra.append(
-                    pl.repeat(self.partition, len(data), dtype=pl.Int32, eager=True).alias(name)
-                )
+                extra.append(pl.repeat(self.partition, len(data), dtype=pl.Int32, eager=True).alias(name))
             elif name == "_offset":
                 extra.append(pl.Series(name, [m.offset() for m in data], dtype=pl.Int64))
             else:
@@ -825,9 +812,7 @@ class KafkaReader(SourceReader):
                 raise _unreachable(
                     self.source.bootstrap, self.source.topic, self.source.timeout, exc
                 ) from exc
-            raise SourceError(
-                f"{self._where}: cannot commit to group {self.source.group!r}: {exc}"
-            ) from exc
+            raise SourceError(f"{self._where}: cannot commit to group {self.source.group!r}: {exc}") from exc
 
     def close(self) -> None:
         """Leave the broker (no group rebalance: readers use ``assign``)."""
@@ -841,17 +826,12 @@ def _keys(name: str, keys: list[bytes | None]) -> pl.Series:
     try:
         return raw.cast(pl.String)
     except pl.exceptions.PolarsError:  # invalid UTF-8 somewhere: decode with replacement
-        return pl.Series(
-            name, [k.decode("utf-8", "replace") if k is not None else None for k in keys]
-        )
+        return pl.Series(name, [k.decode("utf-8", "replace") if k is not None else None for k in keys])
 
 
 def _headers(headers: list[Any]) -> pl.Series:
     rows = [
-        [
-            {"key": k, "value": v.decode("utf-8", "replace") if isinstance(v, bytes) else v}
-            for k, v in h
-        ]
+        [{"key": k, "value": v.decode("utf-8", "replace") if isinstance(v, bytes) else v} for k, v in h]
         if h
         else []
         for h in headers
@@ -908,9 +888,7 @@ class KafkaSink(Sink):
         _check_topic(self.topic)
         _check_bootstrap(self.bootstrap)
         if self.create_partitions is not None and self.create_partitions < 1:
-            raise ConfigError(
-                f"Kafka create_partitions={self.create_partitions}: expected a count >= 1"
-            )
+            raise ConfigError(f"Kafka create_partitions={self.create_partitions}: expected a count >= 1")
         if self.flush_timeout <= 0 or self.timeout <= 0:
             raise ConfigError("Kafka flush_timeout= and timeout= must be seconds > 0")
 
@@ -922,9 +900,7 @@ class KafkaSink(Sink):
         """Check that the topic exists (creating it if ``create_partitions`` is set)."""
         ck = _ck()
         admin = _admin(self.bootstrap, self.config)
-        parts = _topic_partitions(
-            self.bootstrap, self.topic, self.timeout, self.config, admin=admin
-        )
+        parts = _topic_partitions(self.bootstrap, self.topic, self.timeout, self.config, admin=admin)
         if parts is not None:
             return parts
         if self.create_partitions is None:
@@ -938,9 +914,7 @@ class KafkaSink(Sink):
             replication_factor=self.replication_factor,
         )
         try:
-            admin.create_topics([new], operation_timeout=self.timeout)[self.topic].result(
-                self.timeout
-            )
+            admin.create_topics([new], operation_timeout=self.timeout)[self.topic].result(self.timeout)
         except ck.KafkaException as exc:
             err = _kafka_error(exc)
             if err is None or err.code() != _TOPIC_EXISTS:
@@ -952,9 +926,7 @@ class KafkaSink(Sink):
                 ) from exc
         deadline = time.monotonic() + self.timeout
         while True:  # wait until the new topic's metadata is visible
-            parts = _topic_partitions(
-                self.bootstrap, self.topic, self.timeout, self.config, admin=admin
-            )
+            parts = _topic_partitions(self.bootstrap, self.topic, self.timeout, self.config, admin=admin)
             if parts or time.monotonic() > deadline:
                 break
             time.sleep(0.05)
@@ -999,9 +971,7 @@ class KafkaWriter(SinkWriter):
         try:
             self._producer: Producer = ck.Producer(conf)
         except ck.KafkaException as exc:
-            raise ConfigError(
-                f"Kafka sink {sink.describe()}: bad producer settings: {exc}"
-            ) from exc
+            raise ConfigError(f"Kafka sink {sink.describe()}: bad producer settings: {exc}") from exc
 
     def _on_delivery(self, err: KafkaError | None, msg: Message) -> None:
         if err is not None:
@@ -1264,9 +1234,7 @@ def _uri_value(uri: str, name: str, text: str) -> Any:
     try:
         return kind(text)
     except ValueError:
-        raise ConfigError(
-            f"Kafka URI {uri!r}: option {name}={text!r} is not a {kind.__name__}"
-        ) from None
+        raise ConfigError(f"Kafka URI {uri!r}: option {name}={text!r} is not a {kind.__name__}") from None
 
 
 def from_uri(uri: str, **options: Any) -> KafkaTopic:

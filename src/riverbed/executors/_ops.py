@@ -61,5 +61,7 @@ def apply_map_rows(node: MapRowsNode, df: pl.DataFrame) -> pl.DataFrame:
     if node.schema is not None:
         return pl.DataFrame(rows, schema=node.schema)
     if not rows:
-        return pl.DataFrame()
+        # no declared schema and no row to learn one from: keep the input's columns, so steps
+        # that use them still work on an empty result (declare schema= for new columns)
+        return pl.DataFrame(schema=df.schema)
     return pl.DataFrame(rows, infer_schema_length=None)

@@ -105,6 +105,21 @@ def window_aggregate(
     )
 
 
+def _check_window_columns(node: WindowAggNode, et: str, schema: pl.Schema) -> None:
+    """Columns a window step needs, checked again once the schema is known at run time
+    (validation cannot see through map_rows/map_batches without a declared schema)."""
+    missing = [c for c in (*node.by, et) if c not in schema]
+    missing += [a.column for _, a in node.aggs if a.column and a.column not in schema]
+    if missing:
+        cols = ", ".join(f"{k} ({v})" for k, v in schema.items())
+        raise PlanError(
+            f"step {node.id!r} ({node.describe()}): unknown column(s) "
+            f"{', '.join(map(repr, missing))}.\n  columns available there: {cols or '(none)'}\n"
+            "  hint: a map_rows/map_batches step before it may drop them; declare its schema="
+        )
+    event_time_expr(et, schema[et])
+
+
 def dedupe(lf: pl.LazyFrame, node: DedupeNode, et: str, et_type: pl.DataType) -> pl.LazyFrame:
     """Drop an event when the previous arrival of its key is within ``within`` of event time."""
     t = event_time_expr(et, et_type)
@@ -146,8 +161,9 @@ def run_batch(pipeline: Pipeline, *, progress: bool | None, home: Path) -> RunRe
             elif isinstance(node, WindowAggNode):
                 et = plan.event_time(node.inputs[0])
                 assert et is not None
-                et_type = inputs[0].collect_schema()[et]
-                frames[node.id] = window_aggregate(inputs[0], node, et, et_type)
+                schema = inputs[0].collect_schema()
+                _check_window_columns(node, et, schema)
+                frames[node.id] = window_aggregate(inputs[0], node, et, schema[et])
             elif isinstance(node, LateNode):
                 window_input = frames[plan.node(node.inputs[0]).inputs[0]]
                 frames[node.id] = pl.LazyFrame(schema=window_input.collect_schema())
