@@ -1,0 +1,204 @@
+"""Keyed window state for stream mode: partial aggregates per open window, held columnar.
+
+Each micro-batch: assign windows (vectorized), split off late rows by comparing each row's
+window end (+ allowed lateness) with the watermark *at that row's arrival* (column
+``__rb_wm``), aggregate the on-time rows into partial state, merge with the open windows,
+then emit and free the windows the job watermark has passed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import polars as pl
+
+from riverbed._plan import WindowAggNode
+from riverbed.windows import (
+    Session,
+    T,
+    assign_windows,
+    event_time_expr,
+    from_ms_expr,
+)
+
+WM = "__rb_wm"
+"""Hidden column: the watermark at each row's arrival (int64 ms), set at the source."""
+IDX = "__rb_idx"
+START = "window_start"
+END = "window_end"
+
+
+@dataclass
+class Emitted:
+    """What one micro-batch of a window step produced."""
+
+    windows: pl.DataFrame
+    late: pl.DataFrame
+    late_assignments: int = 0
+
+
+class WindowState:
+    """Open windows of one window step."""
+
+    def __init__(self, node: WindowAggNode, et: str, et_type: pl.DataType) -> None:
+        self.node = node
+        self.et = et
+        self.et_type = et_type
+        self.by = list(node.by)
+        self.keys = [*self.by, START]
+        self.state_cols = [c for n, a in node.aggs for c in a.state_columns(n)]
+        self.state: pl.DataFrame | None = None
+        self.lateness = node.allowed_lateness_ms
+        self.session = isinstance(node.window, Session)
+
+    # -- sizes ------------------------------------------------------------------------
+    @property
+    def open_windows(self) -> int:
+        return 0 if self.state is None else self.state.height
+
+    @property
+    def state_bytes(self) -> int:
+        return 0 if self.state is None else int(self.state.estimated_size())
+
+    # -- one micro-batch --------------------------------------------------------------
+    def process(self, df: pl.DataFrame, job_wm: int | None, *, final: bool) -> Emitted:
+        """Add a batch's rows, then emit what ``job_wm`` (None = -inf) closes.
+
+        ``final=True`` (bounded input ended) flushes every open window.
+        """
+        late = df.clear()
+        late_assignments = 0
+        self._changed: pl.DataFrame | None = None
+        if df.height:
+            df = df.with_columns(event_time_expr(self.et, self.et_type).alias(T))
+            if self.session:
+                on_time, late = self._split_session(df)
+                if on_time.height:
+                    self._merge_sessions(on_time)
+            else:
+                on_time, late, late_assignments = self._split_fixed(df)
+                if on_time.height:
+                    self._merge_fixed(on_time)
+        return Emitted(self._emit(job_wm, final, self._changed), late, late_assignments)
+
+    # -- tumbling and sliding ---------------------------------------------------------
+    def _split_fixed(self, df: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame, int]:
+        spec = self.node.window
+        assert not isinstance(spec, Session)
+        size = spec.size_ms
+        rows = df.with_row_index(IDX)
+        assigned = (
+            assign_windows(rows, spec)
+            .with_columns(__rb_late=(pl.col(START) + (size + self.lateness)) <= pl.col(WM))
+            .collect()
+        )
+        late_mask = assigned["__rb_late"]
+        if not late_mask.any():
+            return assigned.drop("__rb_late"), df.clear(), 0
+        on_time = assigned.filter(~pl.col("__rb_late")).drop("__rb_late")
+        # an event is late when every window it belongs to is late (as in Flink)
+        kept = on_time.select(IDX).unique()
+        late = rows.join(kept, on=IDX, how="anti").sort(IDX).drop(IDX)
+        dropped = int(late_mask.sum())
+        return on_time, late, dropped
+
+    def _merge_fixed(self, on_time: pl.DataFrame) -> None:
+        partial = on_time.group_by(self.keys, maintain_order=True).agg(
+            *(e for n, a in self.node.aggs for e in a.partial(n))
+        )
+        self._changed = partial.select(self.keys)
+        if self.state is None or self.state.height == 0:
+            self.state = partial
+            return
+        merged = pl.concat([self.state, partial], how="vertical_relaxed")
+        self.state = merged.group_by(self.keys, maintain_order=True).agg(
+            *(e for n, a in self.node.aggs for e in a.merge(n))
+        )
+
+    # -- sessions ---------------------------------------------------------------------
+    def _split_session(self, df: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
+        # a session event is late when t + allowed_lateness <= watermark: a session it could
+        # extend may already have been emitted
+        late_mask = (pl.col(T) + self.lateness) <= pl.col(WM)
+        late = df.filter(late_mask)
+        if late.height == 0:
+            return df, late.drop(T)
+        return df.filter(~late_mask), late.drop(T)
+
+    def _merge_sessions(self, on_time: pl.DataFrame) -> None:
+        spec = self.node.window
+        assert isinstance(spec, Session)
+        gap = spec.gap_ms
+        by = self.by
+        # 1) sessions among the new events
+        rows = on_time.with_row_index(IDX).sort([*by, T], maintain_order=True)
+        prev = pl.col(T).shift(1).over(by) if by else pl.col(T).shift(1)
+        new = (pl.col(T) - prev >= gap).fill_null(True).cast(pl.Int64)
+        sid = new.cum_sum().over(by) if by else new.cum_sum()
+        rows = rows.with_columns(__rb_sid=sid).sort(IDX)
+        partial = (
+            rows.group_by([*by, "__rb_sid"], maintain_order=True)
+            .agg(
+                pl.col(T).min().alias(START),
+                (pl.col(T).max() + gap).alias(END),
+                *(e for n, a in self.node.aggs for e in a.partial(n)),
+            )
+            .drop("__rb_sid")
+        )
+        # 2) merge intervals with the open sessions (state first: it arrived earlier)
+        parts = [partial] if self.state is None else [self.state, partial]
+        both = pl.concat(parts, how="vertical_relaxed").with_row_index(IDX)
+        ordered = both.sort([*by, START, IDX])
+        prev_end = pl.col(END).shift(1).cum_max().over(by) if by else pl.col(END).shift(1).cum_max()
+        brk = (pl.col(START) >= prev_end).fill_null(True).cast(pl.Int64)
+        gid = brk.cum_sum().over(by) if by else brk.cum_sum()
+        ordered = ordered.with_columns(__rb_gid=gid).sort(IDX)
+        touched = ordered.filter(pl.col(IDX) >= (0 if self.state is None else self.state.height))
+        self.state = ordered.group_by([*by, "__rb_gid"], maintain_order=True).agg(
+            pl.col(START).min(),
+            pl.col(END).max(),
+            *(e for n, a in self.node.aggs for e in a.merge(n)),
+        )
+        changed_gids = touched.select([*by, "__rb_gid"]).unique()
+        self._changed_sessions = self.state.join(changed_gids, on=[*by, "__rb_gid"], how="semi")
+        self.state = self.state.drop("__rb_gid")
+        self._changed = self._changed_sessions.select(self.keys)
+
+    # -- emit -------------------------------------------------------------------------
+    def _end_expr(self) -> pl.Expr:
+        if self.session:
+            return pl.col(END)
+        spec = self.node.window
+        assert not isinstance(spec, Session)
+        return pl.col(START) + spec.size_ms
+
+    def _finish(self, rows: pl.DataFrame) -> pl.DataFrame:
+        names = [n for n, _ in self.node.aggs]
+        out = rows.with_columns(__rb_end=self._end_expr()).with_columns(
+            *(a.finish(n) for n, a in self.node.aggs)
+        )
+        return out.sort([START, *self.by]).select(
+            *self.by,
+            from_ms_expr(pl.col(START), self.et_type).alias(START),
+            from_ms_expr(pl.col("__rb_end"), self.et_type).alias(END),
+            *names,
+        )
+
+    def _emit(self, job_wm: int | None, final: bool, changed: pl.DataFrame | None) -> pl.DataFrame:
+        if self.state is None:
+            return pl.DataFrame()
+        if final:
+            closing = pl.lit(True)
+        elif job_wm is None:
+            closing = pl.lit(False)
+        else:
+            closing = (self._end_expr() + self.lateness) <= job_wm
+        flagged = self.state.with_columns(__rb_close=closing)
+        closed = flagged.filter(pl.col("__rb_close")).drop("__rb_close")
+        self.state = flagged.filter(~pl.col("__rb_close")).drop("__rb_close")
+        if self.node.emit == "final":
+            return self._finish(closed)
+        if changed is None or changed.height == 0:
+            return self._finish(closed.clear())
+        both = pl.concat([self.state, closed], how="vertical_relaxed")
+        return self._finish(both.join(changed, on=self.keys, how="semi"))
