@@ -217,7 +217,9 @@ def _fmt_cols(schema: pl.Schema) -> str:
     return ", ".join(f"{k} ({v})" for k, v in schema.items())
 
 
-def _probe(node: Node, schema: pl.Schema, build: Callable[[pl.LazyFrame], pl.LazyFrame]) -> pl.Schema:
+def _probe(
+    node: Node, schema: pl.Schema, build: Callable[[pl.LazyFrame], pl.LazyFrame]
+) -> pl.Schema:
     try:
         return build(pl.LazyFrame(schema=schema)).collect_schema()
     except pl.exceptions.ColumnNotFoundError as exc:
@@ -294,7 +296,7 @@ def resolve_schemas(plan: Plan, ctx: SourceContext) -> dict[str, pl.Schema | Non
             if node.schema is None and isinstance(node, MapBatchesNode):
                 try:
                     out[node.id] = node.fn(pl.DataFrame(schema=first)).schema
-                except Exception:  # noqa: BLE001 - a user function may not accept empty input
+                except Exception:
                     out[node.id] = None
         elif isinstance(node, UnionNode):
             for other_id, other in zip(node.inputs[1:], ins[1:], strict=True):

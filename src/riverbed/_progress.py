@@ -25,7 +25,11 @@ class Task:
     def finish(self) -> None:
         if self._progress is not None:
             task = self._progress.tasks[self._id]
-            self._progress.update(self._id, completed=task.total or task.completed, total=task.total or task.completed or 1)
+            self._progress.update(
+                self._id,
+                completed=task.total or task.completed,
+                total=task.total or task.completed or 1,
+            )
 
 
 class Progress:

@@ -145,7 +145,7 @@ def count(column: str | None = None) -> Agg:
     return Agg("count", column)
 
 
-def sum(column: str) -> Agg:  # noqa: A001 - mirrors pl.sum
+def sum(column: str) -> Agg:
     """Sum of ``column`` (nulls ignored).
 
     Examples
@@ -156,7 +156,7 @@ def sum(column: str) -> Agg:  # noqa: A001 - mirrors pl.sum
     return Agg("sum", column)
 
 
-def min(column: str) -> Agg:  # noqa: A001
+def min(column: str) -> Agg:
     """Smallest value of ``column``.
 
     Examples
@@ -167,7 +167,7 @@ def min(column: str) -> Agg:  # noqa: A001
     return Agg("min", column)
 
 
-def max(column: str) -> Agg:  # noqa: A001
+def max(column: str) -> Agg:
     """Largest value of ``column``.
 
     Examples

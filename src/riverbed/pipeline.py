@@ -227,8 +227,13 @@ class Stream:
         >>> s = p.read(rb.testing.source([pl.DataFrame({"x": [1]})]))
         >>> s = s.with_columns(y=pl.col("x") * 2)
         """
-        all_exprs = (*exprs, *(pl.lit(v).alias(k) if not isinstance(v, pl.Expr) else v.alias(k)
-                               for k, v in named.items()))
+        all_exprs = (
+            *exprs,
+            *(
+                pl.lit(v).alias(k) if not isinstance(v, pl.Expr) else v.alias(k)
+                for k, v in named.items()
+            ),
+        )
         return self._then(WithColumnsNode, exprs=tuple(all_exprs))
 
     def select(self, *exprs: pl.Expr | str, **named: pl.Expr) -> Stream:
@@ -242,8 +247,10 @@ class Stream:
         >>> p = rb.Pipeline("s")
         >>> s = p.read(rb.testing.source([pl.DataFrame({"x": [1], "y": [2]})])).select("x")
         """
-        all_exprs = (*(pl.col(e) if isinstance(e, str) else e for e in exprs),
-                     *(v.alias(k) for k, v in named.items()))
+        all_exprs = (
+            *(pl.col(e) if isinstance(e, str) else e for e in exprs),
+            *(v.alias(k) for k, v in named.items()),
+        )
         return self._then(SelectNode, exprs=tuple(all_exprs))
 
     def map_batches(
@@ -389,9 +396,7 @@ class Windowed:
             raise PlanError("agg() needs at least one aggregate, e.g. .agg(n=rb.count())")
         for name, a in aggs.items():
             if not isinstance(a, Agg):
-                raise PlanError(
-                    f"agg {name}=: expected an aggregate like rb.sum('col'), got {a!r}"
-                )
+                raise PlanError(f"agg {name}=: expected an aggregate like rb.sum('col'), got {a!r}")
         s = self.stream._then(
             WindowAggNode,
             window=self.spec,

@@ -94,8 +94,11 @@ def run_demo(directory: Path, *, events: int, progress: bool, console: Console) 
     started = time.perf_counter()
     data = directory / "sales"
     warehouse = directory / "warehouse.duckdb"
-    console.print(f"[bold]riverbed demo[/]: generating {events:,} sales events for "
-                  f"{DEMO_DAY:%Y-%m-%d} in {data}/ ...", highlight=False)
+    console.print(
+        f"[bold]riverbed demo[/]: generating {events:,} sales events for "
+        f"{DEMO_DAY:%Y-%m-%d} in {data}/ ...",
+        highlight=False,
+    )
     generate_day(data, events)
     pipeline = build_report(data, warehouse)
     result = pipeline.run(mode="batch", progress=progress)  # type: ignore[attr-defined]

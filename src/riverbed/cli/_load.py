@@ -57,7 +57,8 @@ def _call(fn: Callable[..., Any], params: dict[str, str], where: str) -> Pipelin
     missing = [
         p.name
         for p in sig.parameters.values()
-        if p.default is p.empty and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+        if p.default is p.empty
+        and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
         and p.name not in kwargs
     ]
     if missing:
@@ -91,14 +92,19 @@ def load_pipeline(spec: str, params: dict[str, str]) -> Pipeline:
         candidates = [(attr, getattr(module, attr))]
     else:
         candidates = [(n, getattr(module, n)) for n in _FACTORY_NAMES if hasattr(module, n)]
-        candidates += [(n, v) for n, v in vars(module).items()
-                       if isinstance(v, Pipeline) and (n, v) not in candidates]
+        candidates += [
+            (n, v)
+            for n, v in vars(module).items()
+            if isinstance(v, Pipeline) and (n, v) not in candidates
+        ]
     for name, obj in candidates:
         where = f"{path}:{name}"
         if isinstance(obj, Pipeline):
             if params:
-                raise ConfigError(f"{where} is a pipeline object; -p values need a function "
-                                  "that takes them and returns the pipeline")
+                raise ConfigError(
+                    f"{where} is a pipeline object; -p values need a function "
+                    "that takes them and returns the pipeline"
+                )
             return obj
         if callable(obj) and not isinstance(obj, type):
             return _call(obj, params, where)

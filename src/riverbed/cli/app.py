@@ -31,7 +31,9 @@ Params = Annotated[
 ]
 Home = Annotated[
     Path | None,
-    typer.Option("--home", help="riverbed's data directory [default: $RIVERBED_HOME or ./.riverbed]"),
+    typer.Option(
+        "--home", help="riverbed's data directory [default: $RIVERBED_HOME or ./.riverbed]"
+    ),
 ]
 
 
@@ -47,7 +49,8 @@ def run(
     param: Params = None,
     home: Home = None,
     progress: Annotated[
-        bool | None, typer.Option("--progress/--no-progress", help="Progress display [default: on a terminal].")
+        bool | None,
+        typer.Option("--progress/--no-progress", help="Progress display [default: on a terminal]."),
     ] = None,
     max_batch_rows: Annotated[
         int | None, typer.Option(help="Stream: most rows per micro-batch.")
@@ -104,7 +107,9 @@ def plan(
         src = f"  [dim]<- {', '.join(node.inputs)}[/]" if node.inputs else ""
         out.print(f"  [cyan]{node.id}[/]: {node.describe()}{src}", highlight=False)
         schema = schemas.get(node.id)
-        cols = ", ".join(f"{k}: {v}" for k, v in schema.items()) if schema else "(known at run time)"
+        cols = (
+            ", ".join(f"{k}: {v}" for k, v in schema.items()) if schema else "(known at run time)"
+        )
         out.print(f"      [dim]{cols}[/]", highlight=False)
 
 
@@ -138,7 +143,9 @@ def _mount_optional() -> None:
         from riverbed.cli.log_cmd import log_app
     except ImportError:  # pragma: no cover - the log commands ship with the package
         return
-    app.add_typer(log_app, name="log", help="The embedded replayable log: topics, produce, consume.")
+    app.add_typer(
+        log_app, name="log", help="The embedded replayable log: topics, produce, consume."
+    )
 
 
 _mount_optional()

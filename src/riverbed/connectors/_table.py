@@ -69,12 +69,12 @@ class TableWriter(SinkWriter):
             self._transaction(df, replace=replace, epoch=epoch)
         except SinkError:
             raise
-        except Exception as exc:  # noqa: BLE001 - driver errors vary; name the table
+        except Exception as exc:
             raise SinkError(f"sink table {self.table!r}: commit failed: {exc}") from exc
 
     @abstractmethod
     def _transaction(self, df: pl.DataFrame, *, replace: bool, epoch: int) -> None:
         """Write ``df`` and the epoch in one transaction."""
 
-    def _record_epoch_only(self, epoch: int) -> None:  # noqa: B027 - optional
+    def _record_epoch_only(self, epoch: int) -> None:
         """Record an epoch with no rows (sinks that track epochs override)."""

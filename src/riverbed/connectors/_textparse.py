@@ -113,7 +113,8 @@ def check_and_cast(
         position=pl.format("line {}", pl.col(LINE)),
         field=pl.col("__rb_field"),
         error=pl.format(
-            "cannot parse {} as {}", pl.col("__rb_value").map_elements(repr, pl.String),
+            "cannot parse {} as {}",
+            pl.col("__rb_value").map_elements(repr, pl.String),
             pl.col("__rb_type"),
         ),
         raw=pl.col(RAW),
@@ -235,8 +236,13 @@ def parse_json_lines(
                     raw=text,
                 )
             letters.append(
-                {"source": source, "position": f"line {line_no}", "field": field,
-                 "error": err, "raw": text}
+                {
+                    "source": source,
+                    "position": f"line {line_no}",
+                    "field": field,
+                    "error": err,
+                    "raw": text,
+                }
             )
             continue
         assert isinstance(obj, dict)
@@ -244,8 +250,10 @@ def parse_json_lines(
         for c in flat:
             good_rows[c].append(_py_field(obj.get(c)))
     good_frame = pl.DataFrame(
-        {LINE: pl.Series(good_idx, dtype=pl.UInt32), **{c: pl.Series(v, dtype=pl.String)
-                                                         for c, v in good_rows.items()}}
+        {
+            LINE: pl.Series(good_idx, dtype=pl.UInt32),
+            **{c: pl.Series(v, dtype=pl.String) for c, v in good_rows.items()},
+        }
     ).join(frame.select(LINE, RAW).cast({LINE: pl.UInt32}), on=LINE, how="left")
     nested = [c for c, t in schema.items() if _is_nested(t)]
     if nested:

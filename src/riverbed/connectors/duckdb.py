@@ -62,7 +62,7 @@ class _DuckDBWriter(TableWriter):
         self.sink = sink
         try:
             self.con = _connect(sink.path)
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             raise SinkError(f"cannot open DuckDB file {sink.path!r}: {exc}") from None
 
     def _transaction(self, df: pl.DataFrame, *, replace: bool, epoch: int) -> None:
@@ -108,7 +108,7 @@ class _DuckDBWriter(TableWriter):
                 f"SELECT epoch FROM {EPOCHS_TABLE} WHERE pipeline = ? AND step = ?",
                 [self.ctx.pipeline, self.ctx.step],
             ).fetchone()
-        except Exception:  # noqa: BLE001 - no epochs table yet
+        except Exception:
             return None
         return None if row is None else int(row[0])
 
@@ -133,7 +133,7 @@ class DuckDBSource(Source):
             con = _connect(self.path, read_only=True)
         except SourceError:
             raise
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             raise SourceError(f"cannot open DuckDB file {self.path!r}: {exc}") from None
         try:
             tables = [r[0] for r in con.execute("SHOW TABLES").fetchall()]
@@ -142,7 +142,9 @@ class DuckDBSource(Source):
                     f"DuckDB file {self.path!r} has no table {self.table!r}; it has: "
                     f"{', '.join(tables) or '(none)'}"
                 )
-            sql = f"SELECT * FROM {_q(self.table)}" + (f" LIMIT {limit}" if limit is not None else "")
+            sql = f"SELECT * FROM {_q(self.table)}" + (
+                f" LIMIT {limit}" if limit is not None else ""
+            )
             return pl.from_arrow(con.execute(sql).arrow())  # type: ignore[return-value]
         finally:
             con.close()

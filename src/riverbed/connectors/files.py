@@ -70,7 +70,11 @@ def _fs(path: str, storage_options: dict[str, Any] | None) -> tuple[Any, str]:
         fs, root = fsspec.core.url_to_fs(path, **(storage_options or {}))
     except ImportError as exc:
         proto = path.split("://", 1)[0]
-        hint = 'pip install "riverbed[s3]"' if proto in ("s3", "s3a") else f"install the fsspec driver for {proto}://"
+        hint = (
+            'pip install "riverbed[s3]"'
+            if proto in ("s3", "s3a")
+            else f"install the fsspec driver for {proto}://"
+        )
         raise ConfigError(f"cannot open {path!r}: {exc}\n  hint: {hint}") from None
     return fs, root
 
@@ -201,9 +205,7 @@ class FileSource(Source):
         """Declared schema over text files: parse record by record with line numbers."""
         return self.schema_ is not None and fmt in ("csv", "jsonl")
 
-    def read_file(
-        self, file: str, schema: pl.Schema
-    ) -> tuple[pl.DataFrame, pl.DataFrame | None]:
+    def read_file(self, file: str, schema: pl.Schema) -> tuple[pl.DataFrame, pl.DataFrame | None]:
         """Read one whole file into (rows, dead letters)."""
         fmt = self.fmt(file)
         if self._text_mode(fmt):
@@ -214,14 +216,25 @@ class FileSource(Source):
         return self._conform(df, schema, file), None
 
     def _parse(
-        self, data: bytes, file: str, fmt: Format, *, first_line: int, header: list[str] | None = None
+        self,
+        data: bytes,
+        file: str,
+        fmt: Format,
+        *,
+        first_line: int,
+        header: list[str] | None = None,
     ) -> tuple[pl.DataFrame, pl.DataFrame | None]:
         schema = pl.Schema(self.schema_ or {})
         if fmt == "csv":
             return parse_csv_text(
-                data, schema, source=file, first_line=first_line + (1 if header is None else 0),
-                on_error=self.on_error, separator=self.separator,
-                has_header=header is None, header=header,
+                data,
+                schema,
+                source=file,
+                first_line=first_line + (1 if header is None else 0),
+                on_error=self.on_error,
+                separator=self.separator,
+                has_header=header is None,
+                header=header,
             )
         lines = pl.Series(data.decode("utf-8", errors="replace").split("\n"), dtype=pl.String)
         if lines.len() and lines[-1] == "":
@@ -241,7 +254,9 @@ class FileSource(Source):
         try:
             return df.select(pl.col(c).cast(t) for c, t in schema.items())
         except pl.exceptions.PolarsError as exc:
-            raise SourceError(f"{file}: does not fit the schema: {str(exc).splitlines()[0]}") from None
+            raise SourceError(
+                f"{file}: does not fit the schema: {str(exc).splitlines()[0]}"
+            ) from None
 
     # -- batch fast path ---------------------------------------------------------------
     def scan(self, ctx: SourceContext) -> tuple[pl.LazyFrame, pl.DataFrame | None] | None:
@@ -479,8 +494,9 @@ class _TailReader(SourceReader):
             return good
         try:
             if self.fmt == "csv":
-                return pl.read_csv(chunk, has_header=False, new_columns=self.header,
-                                   separator=self.src.separator)
+                return pl.read_csv(
+                    chunk, has_header=False, new_columns=self.header, separator=self.src.separator
+                )
             return pl.read_ndjson(chunk)
         except pl.exceptions.PolarsError as exc:
             raise SourceError(
@@ -502,7 +518,7 @@ class _TailReader(SourceReader):
 def files(
     path: str | os.PathLike[str],
     *,
-    format: Format | None = None,  # noqa: A002
+    format: Format | None = None,
     schema: Any = None,
     on_error: OnError = "fail",
     separator: str = ",",

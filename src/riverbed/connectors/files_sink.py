@@ -151,7 +151,7 @@ class _FileWriter(SinkWriter):
 def file_sink(
     path: str | os.PathLike[str],
     *,
-    format: Format | None = None,  # noqa: A002
+    format: Format | None = None,
     mode: Literal["replace", "append"] = "replace",
     partition_by: str | list[str] | None = None,
     storage_options: dict[str, Any] | None = None,

@@ -36,8 +36,8 @@ from riverbed.executors._ops import apply_map_batches, apply_map_rows
 from riverbed.executors.result import RunResult
 from riverbed.pipeline import Pipeline
 from riverbed.windows import (
-    T,
     Session,
+    T,
     assign_windows,
     event_time_expr,
     from_ms_expr,
@@ -63,8 +63,9 @@ def read_all(source: Source, ctx: SourceContext) -> tuple[pl.LazyFrame, pl.DataF
         finally:
             reader.close()
     schema = source.schema(ctx)
-    data = pl.concat([f for f in frames if f.height] or [pl.DataFrame(schema=schema)],
-                     how="vertical_relaxed")
+    data = pl.concat(
+        [f for f in frames if f.height] or [pl.DataFrame(schema=schema)], how="vertical_relaxed"
+    )
     return data.lazy(), (pl.concat(dead) if dead else None)
 
 
@@ -81,10 +82,14 @@ def window_aggregate(
         prev = pl.col(T).shift(1).over(by) if by else pl.col(T).shift(1)
         new = (pl.col(T) - prev >= spec.gap_ms).fill_null(True)
         sid = new.cast(pl.Int64).cum_sum().over(by) if by else new.cast(pl.Int64).cum_sum()
-        out = lf.with_columns(__rb_sid=sid).group_by([*by, "__rb_sid"]).agg(
-            pl.col(T).min().alias("window_start"),
-            (pl.col(T).max() + spec.gap_ms).alias("window_end"),
-            *finals,
+        out = (
+            lf.with_columns(__rb_sid=sid)
+            .group_by([*by, "__rb_sid"])
+            .agg(
+                pl.col(T).min().alias("window_start"),
+                (pl.col(T).max() + spec.gap_ms).alias("window_end"),
+                *finals,
+            )
         )
     else:
         out = (
@@ -94,14 +99,11 @@ def window_aggregate(
             .with_columns(window_end=window_end_expr(spec))
         )
     names = [n for n, _ in node.aggs]
-    return (
-        out.sort(["window_start", *by])
-        .select(
-            *by,
-            from_ms_expr(pl.col("window_start"), et_type).alias("window_start"),
-            from_ms_expr(pl.col("window_end"), et_type).alias("window_end"),
-            *names,
-        )
+    return out.sort(["window_start", *by]).select(
+        *by,
+        from_ms_expr(pl.col("window_start"), et_type).alias("window_start"),
+        from_ms_expr(pl.col("window_end"), et_type).alias("window_end"),
+        *names,
     )
 
 
@@ -137,8 +139,9 @@ def run_batch(pipeline: Pipeline, *, progress: bool | None, home: Path) -> RunRe
         )
     result = RunResult(plan.name, "batch")
     with Progress(progress) as prog:
-        ctx = SourceContext(mode="batch", home=home, pipeline=plan.name,
-                            progress=prog if prog.enabled else None)
+        ctx = SourceContext(
+            mode="batch", home=home, pipeline=plan.name, progress=prog if prog.enabled else None
+        )
         resolve_schemas(plan, ctx)
         frames: dict[str, pl.LazyFrame] = {}
         dead: dict[str, pl.DataFrame | None] = {}
@@ -170,7 +173,9 @@ def run_batch(pipeline: Pipeline, *, progress: bool | None, home: Path) -> RunRe
             elif isinstance(node, DeadLetterNode):
                 letters = dead.get(node.inputs[0])
                 frames[node.id] = (
-                    letters.lazy() if letters is not None else pl.LazyFrame(schema=DEAD_LETTER_SCHEMA)
+                    letters.lazy()
+                    if letters is not None
+                    else pl.LazyFrame(schema=DEAD_LETTER_SCHEMA)
                 )
             elif isinstance(node, DedupeNode):
                 et = plan.event_time(node.inputs[0])
@@ -197,7 +202,7 @@ def run_batch(pipeline: Pipeline, *, progress: bool | None, home: Path) -> RunRe
         except pl.exceptions.PolarsError as exc:
             raise SourceError(f"pipeline {plan.name!r} failed: {exc}") from exc
         spinner.finish()
-        for r, counted in zip(reads, outs[len(writes):], strict=True):
+        for r, counted in zip(reads, outs[len(writes) :], strict=True):
             letters = dead.get(r.id)
             n_dead = 0 if letters is None else letters.height
             result.rows_read[r.id] = int(counted["n"][0]) + n_dead
