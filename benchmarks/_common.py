@@ -153,17 +153,12 @@ def compare(
     only_expected = joined.filter(pl.col("orders_got").is_null()).height
     only_actual = joined.filter(pl.col("orders").is_null()).height
     if only_expected or only_actual:
-        problems.append(
-            f"windows only in expected: {only_expected:,}, only in actual: {only_actual:,}"
-        )
+        problems.append(f"windows only in expected: {only_expected:,}, only in actual: {only_actual:,}")
     both = joined.drop_nulls(["orders", "orders_got"])
     bad = both.filter(
         (pl.col("window_end") != pl.col("window_end_got"))
         | (pl.col("orders") != pl.col("orders_got"))
-        | (
-            (pl.col("revenue") - pl.col("revenue_got")).abs()
-            > atol + rtol * pl.col("revenue").abs()
-        )
+        | ((pl.col("revenue") - pl.col("revenue_got")).abs() > atol + rtol * pl.col("revenue").abs())
     )
     if bad.height:
         problems.append(f"{bad.height:,} windows differ, e.g.:\n{bad.head(5)}")

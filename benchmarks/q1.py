@@ -111,9 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     timings: list[Timing] = []
     t_pl, expected = best_of("polars", lambda: run_polars(path), args.repeat)
     timings.append(t_pl)
-    t_ps, got_ps = best_of(
-        "polars streaming", lambda: run_polars(path, engine="streaming"), args.repeat
-    )
+    t_ps, got_ps = best_of("polars streaming", lambda: run_polars(path, engine="streaming"), args.repeat)
     timings.append(t_ps)
     t_dd, got_dd = best_of("duckdb", lambda: run_duckdb(path), args.repeat)
     timings.append(t_dd)

@@ -25,8 +25,10 @@ Exit status: 0 results identical, 1 they differ, 2 riverbed's stream mode is not
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gc
 import multiprocessing
+import os
 import sys
 import tempfile
 import time
@@ -100,9 +102,7 @@ def count_late(path: Path) -> tuple[int, int]:
     return int(row[0]), int(row[1])
 
 
-def run_riverbed(
-    rb: ModuleType, path: Path, home: Path, options: dict[str, Any]
-) -> tuple[pl.DataFrame, int]:
+def run_riverbed(rb: ModuleType, path: Path, home: Path, options: dict[str, Any]) -> tuple[pl.DataFrame, int]:
     """Run the pipeline with riverbed's stream executor; return its rows and late count.
 
     ``home`` must be a fresh riverbed home: a checkpoint left by an earlier run of the same
@@ -134,9 +134,7 @@ def _is_unavailable(exc: BaseException) -> bool:
     )
 
 
-def riverbed_runs(
-    path: Path, repeat: int, out_path: Path | None, options: dict[str, Any]
-) -> dict[str, Any]:
+def riverbed_runs(path: Path, repeat: int, out_path: Path | None, options: dict[str, Any]) -> dict[str, Any]:
     """Time riverbed's stream mode ``repeat`` times; runs in the child process by default.
 
     Returns a picklable dict: ``status`` ("ok" or "unavailable"), ``why``, ``seconds``,
@@ -177,11 +175,22 @@ def riverbed_runs(
     return info
 
 
-def _riverbed_isolated(path: Path, repeat: int, options: dict[str, Any]) -> dict[str, Any]:
-    with (
-        tempfile.TemporaryDirectory(prefix="rb-q2-") as tmp,
-        ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool,
-    ):
+def _start_worker(stack: contextlib.ExitStack) -> ProcessPoolExecutor:
+    """Start the child process now, while this process is still small.
+
+    On Linux a child's ``ru_maxrss`` starts at its parent's RSS at fork time (it survives the
+    exec of a spawn), so the child must be started before the reference fills this process.
+    """
+    ctx = multiprocessing.get_context("spawn")
+    pool = stack.enter_context(ProcessPoolExecutor(1, mp_context=ctx))
+    pool.submit(os.getpid).result()
+    return pool
+
+
+def _riverbed_isolated(
+    pool: ProcessPoolExecutor, path: Path, repeat: int, options: dict[str, Any]
+) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory(prefix="rb-q2-") as tmp:
         out_path = Path(tmp) / "riverbed.parquet"
         info = pool.submit(riverbed_runs, path, repeat, out_path, options).result()
         if info["status"] == "ok":
@@ -209,6 +218,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     options = {} if args.max_batch_rows is None else {"max_batch_rows": args.max_batch_rows}
 
+    stack = contextlib.ExitStack()
+    with stack:
+        pool = None if args.in_process else _start_worker(stack)
+        return _run(args, options, pool)
+
+
+def _run(args: argparse.Namespace, options: dict[str, Any], pool: ProcessPoolExecutor | None) -> int:
     path = dataset(args.events, args.seed, data_dir=args.data_dir)
     size_mib = path.stat().st_size / 2**20
     print(f"Q2 stream 1-minute revenue: {args.events:,} events, {path} ({size_mib:,.1f} MiB)")
@@ -219,10 +235,10 @@ def main(argv: list[str] | None = None) -> int:
     late, dropped = count_late(path)
     print(f"late events: {late:,} ({dropped:,} with amount > 0 dropped from windows)")
 
-    if args.in_process:
+    if pool is None:
         info = riverbed_runs(path, args.repeat, None, options)
     else:
-        info = _riverbed_isolated(path, args.repeat, options)
+        info = _riverbed_isolated(pool, path, args.repeat, options)
 
     if info["status"] != "ok":
         print()
@@ -237,7 +253,7 @@ def main(argv: list[str] | None = None) -> int:
     print_table(TIMING_HEADERS, timing_rows([t_ref, t_rb], args.events))
     print()
     print(f"riverbed/polars: {t_rb.best / t_ref.best:.2f}x")
-    where = "this process, incl. reference" if args.in_process else "child process"
+    where = "child process" if pool is not None else "this process, incl. reference"
     print(
         f"riverbed peak RSS ({where}): {fmt_bytes(info['peak_rss'])} "
         f"(after imports: {fmt_bytes(info['baseline_rss'])})"
