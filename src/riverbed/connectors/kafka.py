@@ -307,27 +307,40 @@ def decode_values(
     ([1, 3], [(1, None)])
     """
     bad: list[tuple[int, str | None, str]] = []
-    index: list[int] | None = None
+    index: list[int] | None = None  # position in ``values`` of each entry of ``good``
     good: list[bytes]
     if all(values):
-        good = values  # type: ignore[assignment]  # all() proved no None/empty
+        good = values  # type: ignore[assignment]  # all() proved there is no None/empty
     else:
         index = [i for i, v in enumerate(values) if v]
         bad = [(i, None, "empty message value (no JSON)") for i, v in enumerate(values) if not v]
         good = [v for v in values if v]
+    if good and b"\n".join(good).count(b"\n") != len(good) - 1:
+        # Some values span lines (pretty-printed JSON). Valid JSON has newlines only between
+        # tokens, so once a value parses, turning them into spaces keeps its meaning.
+        where = index if index is not None else list(range(len(good)))
+        index, flat = [], []
+        for i, v in zip(where, good, strict=True):
+            if b"\n" in v:
+                try:
+                    json.loads(v)
+                except (ValueError, UnicodeDecodeError) as exc:
+                    bad.append((i, None, f"invalid JSON: {exc}"))
+                    continue
+                v = v.replace(b"\r\n", b" ").replace(b"\n", b" ")
+            index.append(i)
+            flat.append(v)
+        good = flat
     if not good:
+        bad.sort(key=lambda t: t[0])
         return pl.DataFrame(schema=schema), bad
-    joined = b"\n".join(good)
-    if joined.count(b"\n") != len(good) - 1:
-        # A value spans lines (pretty-printed JSON): newlines are whitespace between JSON
-        # tokens and invalid inside strings, so turning them into spaces keeps the meaning.
-        good = [v.replace(b"\r\n", b" ").replace(b"\n", b" ") if b"\n" in v else v for v in good]
     frames: list[pl.DataFrame] = []
     found: list[tuple[int, str | None, str]] = []
     _bisect(good, 0, schema, frames, found)
-    if found:
-        bad.extend((index[i] if index is not None else i, f, r) for i, f, r in found)
-        bad.sort(key=lambda t: t[0])
+    bad.extend((index[i] if index is not None else i, f, r) for i, f, r in found)
+    bad.sort(key=lambda t: t[0])
+    if not frames:
+        return pl.DataFrame(schema=schema), bad
     out = frames[0] if len(frames) == 1 else pl.concat(frames, how="vertical")
     return out, bad
 
