@@ -120,6 +120,41 @@ class Agg:
                 flat = s.list.explode(keep_nulls=False, empty_as_null=False)
                 return [flat.drop_nulls().unique().alias(cols[0])]
 
+    def combine(self, name: str, suffix: str = "__r") -> list[pl.Expr]:
+        """Merge two partial states side by side: the columns of this aggregate (earlier
+        rows) and the same columns with ``suffix`` (later rows), as after a full join.
+
+        Either side may be null (a window only one side has).
+        """
+        out = []
+        cols = self.state_columns(name)
+        match self.kind:
+            case "count" | "sum" | "mean":
+                for c in cols:
+                    out.append(pl.sum_horizontal(pl.col(c), pl.col(c + suffix)).alias(c))
+            case "min":
+                out.append(pl.min_horizontal(pl.col(cols[0]), pl.col(cols[0] + suffix)).alias(cols[0]))
+            case "max":
+                out.append(pl.max_horizontal(pl.col(cols[0]), pl.col(cols[0] + suffix)).alias(cols[0]))
+            case "first" | "last":
+                v, t = cols
+                lt, rt = pl.col(t), pl.col(t + suffix)
+                later_wins = (rt < lt) if self.kind == "first" else (rt >= lt)
+                take_right = lt.is_null() | (rt.is_not_null() & later_wins)
+                out.append(pl.when(take_right).then(pl.col(v + suffix)).otherwise(pl.col(v)).alias(v))
+                out.append(pl.when(take_right).then(rt).otherwise(lt).alias(t))
+            case "count_distinct":
+                left, right = pl.col(cols[0]), pl.col(cols[0] + suffix)
+                out.append(
+                    pl.when(left.is_null())
+                    .then(right)
+                    .when(right.is_null())
+                    .then(left)
+                    .otherwise(pl.concat_list(left, right).list.unique())
+                    .alias(cols[0])
+                )
+        return out
+
     def finish(self, name: str) -> pl.Expr:
         """The result from merged state."""
         cols = self.state_columns(name)

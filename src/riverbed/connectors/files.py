@@ -109,8 +109,7 @@ def list_files(path: str, storage_options: dict[str, Any] | None = None) -> list
         except OSError:
             there = []
         raise SourceError(
-            f"no files match {path!r}.\n"
-            f"  {proto}{parent} holds: {', '.join(there) if there else '(nothing)'}"
+            f"no files match {path!r}.\n  {proto}{parent} holds: {', '.join(there) if there else '(nothing)'}"
         )
     if proto and not files[0].startswith(proto):
         files = [proto + f for f in files]
@@ -131,9 +130,7 @@ class FileSource(Source):
     tail: bool = False
     poll_interval: float = 0.1
 
-    capabilities: ClassVar[Capabilities] = Capabilities(
-        bounded=True, unbounded=True, replayable=True
-    )
+    capabilities: ClassVar[Capabilities] = Capabilities(bounded=True, unbounded=True, replayable=True)
 
     def describe(self) -> str:
         mode = " (watch)" if self.watch else " (tail)" if self.tail else ""
@@ -239,24 +236,18 @@ class FileSource(Source):
         lines = pl.Series(data.decode("utf-8", errors="replace").split("\n"), dtype=pl.String)
         if lines.len() and lines[-1] == "":
             lines = lines.head(lines.len() - 1)
-        return parse_json_lines(
-            lines, schema, source=file, first_line=first_line, on_error=self.on_error
-        )
+        return parse_json_lines(lines, schema, source=file, first_line=first_line, on_error=self.on_error)
 
     def _conform(self, df: pl.DataFrame, schema: pl.Schema, file: str) -> pl.DataFrame:
         if df.schema == schema:
             return df
         missing = [c for c in schema.names() if c not in df.columns]
         if missing:
-            raise SourceError(
-                f"{file}: column(s) {missing} are missing.\n  the file has: {df.columns}"
-            )
+            raise SourceError(f"{file}: column(s) {missing} are missing.\n  the file has: {df.columns}")
         try:
             return df.select(pl.col(c).cast(t) for c, t in schema.items())
         except pl.exceptions.PolarsError as exc:
-            raise SourceError(
-                f"{file}: does not fit the schema: {str(exc).splitlines()[0]}"
-            ) from None
+            raise SourceError(f"{file}: does not fit the schema: {str(exc).splitlines()[0]}") from None
 
     # -- batch fast path ---------------------------------------------------------------
     def scan(self, ctx: SourceContext) -> tuple[pl.LazyFrame, pl.DataFrame | None] | None:
@@ -376,18 +367,33 @@ class _FilesReader(SourceReader):
         self.batches = None
 
     def _parquet_batches(self, file: str, skip: int) -> Iterator[pl.DataFrame]:
+        """Row groups in order, the next one decoded in a background thread meanwhile."""
+        from concurrent.futures import ThreadPoolExecutor
+
         import pyarrow.parquet as pq
 
         pf = pq.ParquetFile(file)
+        groups = []
         for rg in range(pf.num_row_groups):
             n = pf.metadata.row_group(rg).num_rows
             if skip >= n:
                 skip -= n
                 continue
+            groups.append((rg, skip))
+            skip = 0
+
+        def read(rg: int) -> pl.DataFrame:
             df = pl.from_arrow(pf.read_row_group(rg))
             assert isinstance(df, pl.DataFrame)
-            yield df.slice(skip)
-            skip = 0
+            return df
+
+        with ThreadPoolExecutor(1) as pool:
+            pending = pool.submit(read, groups[0][0]) if groups else None
+            for i, (_, offset) in enumerate(groups):
+                assert pending is not None
+                df = pending.result()
+                pending = pool.submit(read, groups[i + 1][0]) if i + 1 < len(groups) else None
+                yield df.slice(offset)
 
     def next_batch(self, max_rows: int, timeout: float) -> pl.DataFrame | None:
         deadline = time.monotonic() + timeout

@@ -24,8 +24,7 @@ def apply_map_batches(node: MapBatchesNode, df: pl.DataFrame) -> pl.DataFrame:
         ) from exc
     if not isinstance(out, pl.DataFrame):
         raise UserFunctionError(
-            f"step {node.id!r}: {where(node.fn)} must return a polars DataFrame, "
-            f"got {type(out).__name__}"
+            f"step {node.id!r}: {where(node.fn)} must return a polars DataFrame, got {type(out).__name__}"
         )
     if node.schema is not None and out.schema != node.schema:
         try:

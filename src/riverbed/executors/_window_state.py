@@ -16,9 +16,11 @@ from riverbed._plan import WindowAggNode
 from riverbed.windows import (
     Session,
     T,
+    Tumbling,
     assign_windows,
     event_time_expr,
     from_ms_expr,
+    window_start_expr,
 )
 
 WM = "__rb_wm"
@@ -61,59 +63,75 @@ class WindowState:
         return 0 if self.state is None else int(self.state.estimated_size())
 
     # -- one micro-batch --------------------------------------------------------------
-    def process(self, df: pl.DataFrame, job_wm: int | None, *, final: bool) -> Emitted:
+    def process(self, rows: pl.LazyFrame | pl.DataFrame, job_wm: int | None, *, final: bool) -> Emitted:
         """Add a batch's rows, then emit what ``job_wm`` (None = -inf) closes.
 
         ``final=True`` (bounded input ended) flushes every open window.
         """
-        late = df.clear()
         late_assignments = 0
         self._changed: pl.DataFrame | None = None
-        if df.height:
-            df = df.with_columns(event_time_expr(self.et, self.et_type).alias(T))
-            if self.session:
+        lf = rows.lazy().with_columns(event_time_expr(self.et, self.et_type).alias(T))
+        spec = self.node.window
+        if isinstance(spec, Tumbling):
+            partial, late = self._tumbling(lf, spec)
+            late_assignments = late.height
+            if partial.height:
+                self._merge_partial(partial)
+        else:
+            df = lf.collect()
+            if isinstance(spec, Session):
                 on_time, late = self._split_session(df)
                 if on_time.height:
                     self._merge_sessions(on_time)
             else:
-                on_time, late, late_assignments = self._split_fixed(df)
+                on_time, late, late_assignments = self._split_sliding(df)
                 if on_time.height:
-                    self._merge_fixed(on_time)
+                    self._merge_partial(self._partial(on_time))
         return Emitted(self._emit(job_wm, final, self._changed), late, late_assignments)
 
+    def _partial(self, on_time: pl.DataFrame | pl.LazyFrame) -> pl.DataFrame:
+        q = on_time.lazy().group_by(self.keys).agg(*(e for n, a in self.node.aggs for e in a.partial(n)))
+        return q.collect()
+
     # -- tumbling and sliding ---------------------------------------------------------
-    def _split_fixed(self, df: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame, int]:
+    def _tumbling(self, lf: pl.LazyFrame, spec: Tumbling) -> tuple[pl.DataFrame, pl.DataFrame]:
+        """One fused query: window start, late flag, partial aggregates of on-time rows."""
+        late_mask = pl.col(START) + (spec.size_ms + self.lateness) <= pl.col(WM)
+        rows = lf.with_columns(window_start_expr(spec, pl.col(T)).alias(START)).with_columns(
+            late_mask.alias("__rb_late")
+        )
+        partial_q = (
+            rows.filter(~pl.col("__rb_late"))
+            .group_by(self.keys)
+            .agg(*(e for n, a in self.node.aggs for e in a.partial(n)))
+        )
+        late_q = rows.filter(pl.col("__rb_late")).drop(START, T, "__rb_late")
+        partial, late = pl.collect_all([partial_q, late_q])
+        return partial, late
+
+    def _split_sliding(self, df: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame, int]:
         spec = self.node.window
         assert not isinstance(spec, Session)
-        size = spec.size_ms
+        closes = pl.col(START) + (spec.size_ms + self.lateness)
         rows = df.with_row_index(IDX)
-        assigned = (
-            assign_windows(rows, spec)
-            .with_columns(__rb_late=(pl.col(START) + (size + self.lateness)) <= pl.col(WM))
-            .collect()
-        )
-        late_mask = assigned["__rb_late"]
-        if not late_mask.any():
-            return assigned.drop("__rb_late"), df.clear(), 0
+        assigned = assign_windows(rows, spec).with_columns(__rb_late=closes <= pl.col(WM)).collect()
+        dropped = int(assigned["__rb_late"].sum())
+        if dropped == 0:
+            return assigned.drop("__rb_late"), df.clear().drop(T), 0
         on_time = assigned.filter(~pl.col("__rb_late")).drop("__rb_late")
         # an event is late when every window it belongs to is late (as in Flink)
         kept = on_time.select(IDX).unique()
-        late = rows.join(kept, on=IDX, how="anti").sort(IDX).drop(IDX)
-        dropped = int(late_mask.sum())
+        late = rows.join(kept, on=IDX, how="anti").sort(IDX).drop(IDX, T)
         return on_time, late, dropped
 
-    def _merge_fixed(self, on_time: pl.DataFrame) -> None:
-        partial = on_time.group_by(self.keys, maintain_order=True).agg(
-            *(e for n, a in self.node.aggs for e in a.partial(n))
-        )
+    def _merge_partial(self, partial: pl.DataFrame) -> None:
+        """Fold a micro-batch's partial aggregates into the open windows (a full join)."""
         self._changed = partial.select(self.keys)
         if self.state is None or self.state.height == 0:
             self.state = partial
             return
-        merged = pl.concat([self.state, partial], how="vertical_relaxed")
-        self.state = merged.group_by(self.keys, maintain_order=True).agg(
-            *(e for n, a in self.node.aggs for e in a.merge(n))
-        )
+        joined = self.state.join(partial, on=self.keys, how="full", coalesce=True, suffix="__r")
+        self.state = joined.select(*self.keys, *(e for n, a in self.node.aggs for e in a.combine(n, "__r")))
 
     # -- sessions ---------------------------------------------------------------------
     def _split_session(self, df: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
@@ -121,8 +139,6 @@ class WindowState:
         # extend may already have been emitted
         late_mask = (pl.col(T) + self.lateness) <= pl.col(WM)
         late = df.filter(late_mask)
-        if late.height == 0:
-            return df, late.drop(T)
         return df.filter(~late_mask), late.drop(T)
 
     def _merge_sessions(self, on_time: pl.DataFrame) -> None:

@@ -63,15 +63,11 @@ def read_all(source: Source, ctx: SourceContext) -> tuple[pl.LazyFrame, pl.DataF
         finally:
             reader.close()
     schema = source.schema(ctx)
-    data = pl.concat(
-        [f for f in frames if f.height] or [pl.DataFrame(schema=schema)], how="vertical_relaxed"
-    )
+    data = pl.concat([f for f in frames if f.height] or [pl.DataFrame(schema=schema)], how="vertical_relaxed")
     return data.lazy(), (pl.concat(dead) if dead else None)
 
 
-def window_aggregate(
-    lf: pl.LazyFrame, node: WindowAggNode, et: str, et_type: pl.DataType
-) -> pl.LazyFrame:
+def window_aggregate(lf: pl.LazyFrame, node: WindowAggNode, et: str, et_type: pl.DataType) -> pl.LazyFrame:
     """All windows of a window step over the whole input (batch semantics)."""
     by = list(node.by)
     finals = [a.final(name) for name, a in node.aggs]
@@ -134,9 +130,7 @@ def run_batch(pipeline: Pipeline, *, progress: bool | None, home: Path) -> RunRe
     started = time.perf_counter()
     plan: Plan = pipeline.plan()
     if not plan.writes():
-        raise PlanError(
-            f"pipeline {plan.name!r} writes nowhere.\n  hint: add .write(rb.sink('out.parquet'))"
-        )
+        raise PlanError(f"pipeline {plan.name!r} writes nowhere.\n  hint: add .write(rb.sink('out.parquet'))")
     result = RunResult(plan.name, "batch")
     with Progress(progress) as prog:
         ctx = SourceContext(
@@ -158,9 +152,7 @@ def run_batch(pipeline: Pipeline, *, progress: bool | None, home: Path) -> RunRe
                 frames[node.id] = apply_map_rows(node, inputs[0].collect()).lazy()
             elif isinstance(node, UnionNode):
                 cols = inputs[0].collect_schema().names()
-                frames[node.id] = pl.concat(
-                    [f.select(cols) for f in inputs], how="vertical_relaxed"
-                )
+                frames[node.id] = pl.concat([f.select(cols) for f in inputs], how="vertical_relaxed")
             elif isinstance(node, WindowAggNode):
                 et = plan.event_time(node.inputs[0])
                 assert et is not None
@@ -173,9 +165,7 @@ def run_batch(pipeline: Pipeline, *, progress: bool | None, home: Path) -> RunRe
             elif isinstance(node, DeadLetterNode):
                 letters = dead.get(node.inputs[0])
                 frames[node.id] = (
-                    letters.lazy()
-                    if letters is not None
-                    else pl.LazyFrame(schema=DEAD_LETTER_SCHEMA)
+                    letters.lazy() if letters is not None else pl.LazyFrame(schema=DEAD_LETTER_SCHEMA)
                 )
             elif isinstance(node, DedupeNode):
                 et = plan.event_time(node.inputs[0])
@@ -185,17 +175,13 @@ def run_batch(pipeline: Pipeline, *, progress: bool | None, home: Path) -> RunRe
                 frames[node.id] = dedupe(inputs[0], node, et, et_type)
             elif isinstance(node, LookupJoinNode):
                 table, _ = read_all(node.table, ctx)
-                frames[node.id] = inputs[0].join(
-                    table, on=list(node.on), how=node.how, maintain_order="left"
-                )
+                frames[node.id] = inputs[0].join(table, on=list(node.on), how=node.how, maintain_order="left")
             elif isinstance(node, WriteNode):
                 frames[node.id] = inputs[0]
 
         writes = plan.writes()
         reads = [n for n in plan.nodes if isinstance(n, ReadNode)]
-        queries = [frames[w.id] for w in writes] + [
-            frames[r.id].select(pl.len().alias("n")) for r in reads
-        ]
+        queries = [frames[w.id] for w in writes] + [frames[r.id].select(pl.len().alias("n")) for r in reads]
         spinner = prog.task("run query", total=None)
         try:
             outs = pl.collect_all(queries, engine="streaming")

@@ -247,9 +247,7 @@ class _Job:
 
     def _add_dead(self, read_id: str, letters: pl.DataFrame) -> None:
         self.pending_dead.setdefault(read_id, []).append(letters)
-        self.result.dead_letters[read_id] = (
-            self.result.dead_letters.get(read_id, 0) + letters.height
-        )
+        self.result.dead_letters[read_id] = self.result.dead_letters.get(read_id, 0) + letters.height
         self.stats.dead_letters += letters.height
 
     # -- pulling ----------------------------------------------------------------------
@@ -263,9 +261,7 @@ class _Job:
         first_rows_at: float | None = None
         while rows < self.max_rows:
             budget = (
-                self.max_wait
-                if first_rows_at is None
-                else self.max_wait - (time.monotonic() - first_rows_at)
+                self.max_wait if first_rows_at is None else self.max_wait - (time.monotonic() - first_rows_at)
             )
             if budget <= 0:
                 break
@@ -332,18 +328,27 @@ class _Job:
         self.stats.ended = final
         return not final
 
-    def _run_plan(
-        self, inputs: dict[str, list[pl.DataFrame]], final: bool
-    ) -> dict[str, pl.DataFrame]:
-        out: dict[str, pl.DataFrame] = {}
+    def _run_plan(self, inputs: dict[str, list[pl.DataFrame]], final: bool) -> dict[str, pl.DataFrame]:
+        """Run one micro-batch through the steps. Stateless steps stay lazy and fuse into the
+        query of the next step that needs rows (a window, a user function, a write)."""
+        out: dict[str, pl.LazyFrame | pl.DataFrame] = {}
+        written: dict[str, pl.DataFrame] = {}
         late_of: dict[str, pl.DataFrame] = {}
+
+        def rows(node_id: str) -> pl.DataFrame:
+            frame = out[node_id]
+            if isinstance(frame, pl.LazyFrame):
+                frame = frame.collect()
+                out[node_id] = frame
+            return frame
+
         for node in self.plan.nodes:
             schema = self.schemas.get(node.id)
-            ins = [out[i] for i in node.inputs]
+            src_id = node.inputs[0] if node.inputs else ""
             if isinstance(node, ReadNode):
                 frames = inputs.get(node.id, [])
                 if frames:
-                    df = pl.concat(frames, how="vertical_relaxed")
+                    df = pl.concat(frames, how="vertical_relaxed") if len(frames) > 1 else frames[0]
                 else:
                     df = pl.DataFrame(schema=schema)
                     if node.event_time is not None:
@@ -351,26 +356,26 @@ class _Job:
                 self.result.rows_read[node.id] = self.result.rows_read.get(node.id, 0) + df.height
                 out[node.id] = df
             elif isinstance(node, FilterNode | WithColumnsNode):
-                out[node.id] = apply_stateless(node, ins[0].lazy()).collect()
+                out[node.id] = apply_stateless(node, out[src_id].lazy())
             elif isinstance(node, SelectNode):
-                df = apply_stateless(node, ins[0].lazy()).collect()
-                if WM in ins[0].columns and WM not in df.columns and df.height == ins[0].height:
-                    df = df.with_columns(ins[0][WM])
-                out[node.id] = df
+                keep_wm = WM in out[src_id].lazy().collect_schema().names()
+                exprs = (*node.exprs, pl.col(WM)) if keep_wm else node.exprs
+                out[node.id] = out[src_id].lazy().select(*exprs)
             elif isinstance(node, MapBatchesNode | MapRowsNode):
-                src = ins[0]
+                src = rows(src_id)
                 fn = apply_map_batches if isinstance(node, MapBatchesNode) else apply_map_rows
                 df = fn(node, _hidden(src)) if src.height else _empty_like(node, schema)
                 if WM in src.columns:
                     df = df.with_columns(pl.lit(self.job_wm, pl.Int64).alias(WM))
                 out[node.id] = df
             elif isinstance(node, UnionNode):
-                cols = ins[0].columns
-                out[node.id] = pl.concat([f.select(cols) for f in ins], how="vertical_relaxed")
-            elif isinstance(node, WindowAggNode):
-                emitted = self.windows[node.id].process(
-                    ins[0], None if self.job_wm == NEG else self.job_wm, final=final
+                cols = out[src_id].lazy().collect_schema().names()
+                out[node.id] = pl.concat(
+                    [out[i].lazy().select(cols) for i in node.inputs], how="vertical_relaxed"
                 )
+            elif isinstance(node, WindowAggNode):
+                wm = None if self.job_wm == NEG else self.job_wm
+                emitted = self.windows[node.id].process(out[src_id], wm, final=final)
                 windows = emitted.windows
                 if windows.width == 0:
                     windows = pl.DataFrame(schema=schema)
@@ -381,27 +386,30 @@ class _Job:
                     self.result.late[node.id] = self.result.late.get(node.id, 0) + n_late
                     self.stats.late += n_late
             elif isinstance(node, LateNode):
-                out[node.id] = late_of.get(node.inputs[0], pl.DataFrame())
+                out[node.id] = late_of.get(src_id, pl.DataFrame())
             elif isinstance(node, DeadLetterNode):
-                letters = self.pending_dead.pop(node.inputs[0], [])
-                out[node.id] = (
-                    pl.concat(letters) if letters else pl.DataFrame(schema=DEAD_LETTER_SCHEMA)
-                )
+                letters = self.pending_dead.pop(src_id, [])
+                out[node.id] = pl.concat(letters) if letters else pl.DataFrame(schema=DEAD_LETTER_SCHEMA)
             elif isinstance(node, DedupeNode):
-                out[node.id] = self._dedupe(node, ins[0])
+                out[node.id] = self._dedupe(node, rows(src_id))
             elif isinstance(node, LookupJoinNode):
-                out[node.id] = ins[0].join(
-                    self.tables[node.id], on=list(node.on), how=node.how, maintain_order="left"
+                out[node.id] = (
+                    out[src_id]
+                    .lazy()
+                    .join(self.tables[node.id].lazy(), on=list(node.on), how=node.how, maintain_order="left")
                 )
             elif isinstance(node, WriteNode):
-                df = _hidden(ins[0])
+                df = _hidden(rows(src_id))
                 self.writers[node.id].write(df)
                 self.result.rows_written[node.id] += df.height
-                out[node.id] = df
+                written[node.id] = df
+            if self.consumers.get(node.id, 0) > 1 and isinstance(out.get(node.id), pl.LazyFrame):
+                rows(node.id)  # shared by several steps: compute once
         for read_id, letters in self.pending_dead.items():  # not consumed by a dead-letter step
             if letters:
                 self._spill_dead(read_id, pl.concat(letters))
-        return out
+        emitted_windows = {k: v for k, v in out.items() if isinstance(v, pl.DataFrame) and k in self.windows}
+        return {**emitted_windows, **written}
 
     def _spill_dead(self, read_id: str, letters: pl.DataFrame) -> None:
         target = self.home / "dead_letters" / self.plan.name / f"{read_id}.jsonl"
@@ -427,9 +435,7 @@ class _Job:
         flagged = rows.with_columns(__rb_keep=keep)
         last = flagged.group_by(keys).agg(pl.col("__rb_t").last().alias("__rb_seen"))
         merged = (
-            last
-            if seen is None
-            else pl.concat([seen, last]).group_by(keys).agg(pl.col("__rb_seen").last())
+            last if seen is None else pl.concat([seen, last]).group_by(keys).agg(pl.col("__rb_seen").last())
         )
         if self.job_wm != NEG:
             merged = merged.filter(pl.col("__rb_seen") + node.within_ms > self.job_wm)
