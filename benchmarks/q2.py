@@ -229,7 +229,7 @@ def _run(args: argparse.Namespace, options: dict[str, Any], pool: ProcessPoolExe
     size_mib = path.stat().st_size / 2**20
     print(f"Q2 stream 1-minute revenue: {args.events:,} events, {path} ({size_mib:,.1f} MiB)")
     print(f"watermark max_delay={MAX_DELAY_MS} ms, allowed lateness 0, emit final, 1 partition")
-    print(f"best of {args.repeat}; polars {pl.__version__}")
+    print(f"best of {args.repeat}; polars {pl.__version__}; stream options: {options or 'defaults'}")
 
     t_ref, expected = best_of("polars (exact reference)", lambda: run_reference(path), args.repeat)
     late, dropped = count_late(path)
