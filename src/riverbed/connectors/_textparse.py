@@ -1,12 +1,15 @@
 """Parse text records (CSV fields, JSON lines) against a declared schema, record by record.
 
 Bad records are reported with their file, line, field, raw text and the reason, and either
-raise (``on_error="fail"``) or come back as dead letters (``on_error="dead_letter"``). The
-work is vectorized; a per-line Python path runs only for JSON lines that do not decode.
+raise (``on_error="fail"``, the first bad record in file order) or come back as dead letters
+(``on_error="dead_letter"``). The work is vectorized; a per-record Python path runs only for
+CSV text with quotes (a record may span lines) and for JSON lines that do not decode.
 """
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 from typing import Any, Literal
 
@@ -59,14 +62,46 @@ def check_and_cast(
 
     Returns the good rows (exactly ``schema``) and the dead letters (or None).
     """
+    good, letters = _check(raw, schema, source=source)
+    return _settle(good, [letters], source=source, on_error=on_error)
+
+
+def _letters(rows: list[dict[str, Any]]) -> pl.DataFrame:
+    """Dead letters plus their line number (``__rb_line``), from dicts."""
+    return pl.DataFrame(rows, schema={LINE: pl.Int64, **DEAD_LETTER_SCHEMA})
+
+
+def _settle(
+    good: pl.DataFrame, letters: list[pl.DataFrame], *, source: str, on_error: OnError
+) -> tuple[pl.DataFrame, pl.DataFrame | None]:
+    """Order the dead letters by line; raise for the first one, or return them."""
+    bad = pl.concat([f.cast({LINE: pl.Int64}) for f in letters if f.height] or [_letters([])])
+    if bad.height == 0:
+        return good, None
+    bad = bad.sort(LINE, maintain_order=True)
+    if on_error == "fail":
+        row = bad.row(0, named=True)
+        where = f", column {row['field']!r}" if row["field"] else ""
+        raise RecordError(
+            f"{source}: {row['position']}{where}: {row['error']}\n"
+            f"  record: {row['raw'][:200]}\n"
+            "  hint: fix the record, or read with on_error='dead_letter' to divert bad rows",
+            source=source,
+            position=row["position"],
+            field=row["field"],
+            raw=row["raw"],
+        )
+    return good, bad.drop(LINE)
+
+
+def _check(raw: pl.DataFrame, schema: pl.Schema, *, source: str) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Good rows (exactly ``schema``) and dead letters with their ``__rb_line``."""
     text_cols = [c for c, t in schema.items() if not _is_nested(t)]
     parsed = raw.with_columns(
         *(_cast(c, schema[c]).alias(f"__rb_p_{c}") for c in text_cols),
     )
     fails = [
-        (pl.col(c).is_not_null() & (pl.col(c) != "") & pl.col(f"__rb_p_{c}").is_null()).alias(
-            f"__rb_f_{c}"
-        )
+        (pl.col(c).is_not_null() & (pl.col(c) != "") & pl.col(f"__rb_p_{c}").is_null()).alias(f"__rb_f_{c}")
         for c in text_cols
         if schema[c] != pl.String
     ]
@@ -80,25 +115,16 @@ def check_and_cast(
         bad = parsed.clear()
     good = parsed.filter(~pl.any_horizontal(flag_cols)) if flag_cols else parsed
     good = good.select(
-        *(
-            pl.col(f"__rb_p_{c}").alias(c) if c in text_cols else pl.col(c).cast(t)
-            for c, t in schema.items()
-        )
+        *(pl.col(f"__rb_p_{c}").alias(c) if c in text_cols else pl.col(c).cast(t) for c, t in schema.items())
     )
     if bad.height == 0:
-        return good, None
+        return good, _letters([])
     # name the first failing field of each bad row
-    field = pl.coalesce(
-        *(pl.when(pl.col(f)).then(pl.lit(f.removeprefix("__rb_f_"))) for f in flag_cols)
-    )
+    field = pl.coalesce(*(pl.when(pl.col(f)).then(pl.lit(f.removeprefix("__rb_f_"))) for f in flag_cols))
     bad = bad.with_columns(__rb_field=field)
     bad = bad.with_columns(
         __rb_value=pl.coalesce(
-            *(
-                pl.when(pl.col("__rb_field") == c).then(pl.col(c))
-                for c in text_cols
-                if schema[c] != pl.String
-            )
+            *(pl.when(pl.col("__rb_field") == c).then(pl.col(c)) for c in text_cols if schema[c] != pl.String)
         ),
         __rb_type=pl.coalesce(
             *(
@@ -109,6 +135,7 @@ def check_and_cast(
         ),
     )
     letters = bad.select(
+        pl.col(LINE).cast(pl.Int64),
         source=pl.lit(source),
         position=pl.format("line {}", pl.col(LINE)),
         field=pl.col("__rb_field"),
@@ -119,18 +146,7 @@ def check_and_cast(
         ),
         raw=pl.col(RAW),
     )
-    if on_error == "fail":
-        row = letters.row(0, named=True)
-        raise RecordError(
-            f"{source}: {row['position']}, column {row['field']!r}: {row['error']}\n"
-            f"  record: {row['raw']}\n"
-            f"  hint: fix the record, or read with on_error='dead_letter' to divert bad rows",
-            source=source,
-            position=row["position"],
-            field=row["field"],
-            raw=row["raw"],
-        )
-    return good, letters.cast(DEAD_LETTER_SCHEMA)  # type: ignore[arg-type]
+    return good, letters.cast({c: t for c, t in DEAD_LETTER_SCHEMA.items()})  # type: ignore[arg-type]
 
 
 def parse_csv_text(
@@ -146,34 +162,102 @@ def parse_csv_text(
 ) -> tuple[pl.DataFrame, pl.DataFrame | None]:
     """Parse CSV bytes with every field as text, then check and cast against ``schema``.
 
-    ``first_line`` is the file line number of the first data row.
+    ``first_line`` is the file line number of the first data row. Blank lines are skipped;
+    a record with the wrong number of fields is a bad record (``field`` is null).
     """
-    try:
-        raw = pl.read_csv(
-            data,
-            has_header=has_header,
-            new_columns=header,
-            infer_schema=False,
-            separator=separator,
-            row_index_name=LINE,
-            row_index_offset=first_line,
-            truncate_ragged_lines=False,
-            raise_if_empty=False,
-        )
-    except pl.exceptions.PolarsError as exc:
-        raise SourceError(f"{source}: cannot read as CSV: {str(exc).splitlines()[0]}") from None
-    missing = [c for c in schema.names() if c not in raw.columns]
+    text = data.decode("utf-8", errors="replace")
+    if has_header and text.startswith("\ufeff"):
+        text = text[1:]
+    split = _csv_quoted if '"' in text else _csv_plain
+    raw, ragged, names = split(text, separator, header if not has_header else None, first_line)
+    missing = [c for c in schema.names() if c not in names]
     if missing:
-        present = [c for c in raw.columns if c != LINE]
         raise SourceError(
             f"{source}: the declared schema names column(s) {missing} that the CSV header "
-            f"does not have.\n  header: {present}"
+            f"does not have.\n  header: {names}"
         )
-    data_cols = [c for c in raw.columns if c != LINE]
-    raw = raw.with_columns(
-        pl.concat_str([pl.col(c).fill_null("") for c in data_cols], separator=separator).alias(RAW)
+    ragged = ragged.with_columns(
+        source=pl.lit(source),
+        position=pl.format("line {}", pl.col(LINE)),
+        field=pl.lit(None, pl.String),
+        error=pl.format(f"expected {len(names)} fields, got {{}}", pl.col("__rb_n")),
+        raw=pl.col(RAW),
+    ).select(LINE, *DEAD_LETTER_SCHEMA.names())
+    good, bad = _check(raw, schema, source=source)
+    return _settle(good, [ragged, bad], source=source, on_error=on_error)
+
+
+def _csv_plain(
+    text: str, sep: str, header: list[str] | None, first_line: int
+) -> tuple[pl.DataFrame, pl.DataFrame, list[str]]:
+    """CSV without quotes: one line is one record, fields split vectorized.
+
+    Returns the records with the right number of fields (text columns, ``__rb_line``,
+    ``__rb_raw``), the others (``__rb_line``, ``__rb_raw``, ``__rb_n``), and the header.
+    """
+    lines = pl.Series(RAW, [text]).str.split("\n").explode().str.strip_suffix("\r")
+    if header is None:
+        header = lines[0].split(sep) if lines.len() and lines[0] else []
+        lines = lines.slice(1)
+    frame = pl.DataFrame(lines).with_row_index(LINE, offset=first_line)
+    frame = frame.filter(pl.col(RAW).str.strip_chars() != "")
+    frame = frame.with_columns(pl.col(RAW).str.split(sep).alias("__rb_fields")).with_columns(
+        pl.col("__rb_fields").list.len().alias("__rb_n")
     )
-    return check_and_cast(raw, schema, source=source, on_error=on_error)
+    width = len(header)
+    ok = frame.filter(pl.col("__rb_n") == width)
+    cols = [pl.col("__rb_fields").list.get(i).alias(name) for i, name in enumerate(header)]
+    ok = ok.with_columns(cols).select(
+        LINE, RAW, *(pl.when(pl.col(c) != "").then(pl.col(c)).alias(c) for c in dict.fromkeys(header))
+    )
+    ragged = frame.filter(pl.col("__rb_n") != width).select(LINE, RAW, "__rb_n")
+    return ok, ragged, header
+
+
+def _csv_quoted(
+    text: str, sep: str, header: list[str] | None, first_line: int
+) -> tuple[pl.DataFrame, pl.DataFrame, list[str]]:
+    """CSV with quotes, record by record (a quoted field may hold separators and newlines),
+    keeping each record's first line number and its raw text. Same results as
+    :func:`_csv_plain`."""
+    consumed: list[str] = []
+
+    def lines() -> Any:
+        for line in io.StringIO(text, newline=""):
+            consumed.append(line)
+            yield line
+
+    line_no = first_line - (1 if header is None else 0)
+    columns: list[list[str | None]] = []
+    good_lines: list[int] = []
+    good_raw: list[str] = []
+    bad: list[tuple[int, str, int]] = []
+    for record in csv.reader(lines(), delimiter=sep):
+        start, raw = line_no, "".join(consumed).rstrip("\r\n")
+        line_no += len(consumed)
+        consumed.clear()
+        if header is None:
+            header = record
+            columns = [[] for _ in header]
+            continue
+        if not record or (len(record) == 1 and not record[0].strip() and len(header) != 1):
+            continue  # a blank line
+        if len(record) != len(header):
+            bad.append((start, raw, len(record)))
+            continue
+        good_lines.append(start)
+        good_raw.append(raw)
+        for col, value in zip(columns, record, strict=True):
+            col.append(value if value != "" else None)
+    header = header or []
+    data: dict[str, pl.Series] = {
+        LINE: pl.Series(good_lines, dtype=pl.Int64),
+        RAW: pl.Series(good_raw, dtype=pl.String),
+    }
+    for name, col in zip(header, columns or [[] for _ in header], strict=True):
+        data.setdefault(name, pl.Series(col, dtype=pl.String))
+    ragged = pl.DataFrame(bad, schema={LINE: pl.Int64, RAW: pl.String, "__rb_n": pl.UInt32}, orient="row")
+    return pl.DataFrame(data), ragged, header
 
 
 def _py_field(value: Any) -> str | None:
@@ -199,9 +283,9 @@ def parse_json_lines(
     frame = frame.filter(pl.col(RAW).str.strip_chars() != "")
     flat = {c: (t if _is_nested(t) else pl.String) for c, t in schema.items()}
     try:
-        decoded = frame.with_columns(
-            pl.col(RAW).str.json_decode(pl.Struct(flat)).alias("__rb_s")
-        ).unnest("__rb_s")
+        decoded = frame.with_columns(pl.col(RAW).str.json_decode(pl.Struct(flat)).alias("__rb_s")).unnest(
+            "__rb_s"
+        )
         return check_and_cast(decoded, schema, source=source, on_error=on_error)
     except pl.exceptions.PolarsError:
         pass  # some line does not decode: find it line by line below
@@ -226,17 +310,9 @@ def parse_json_lines(
                     err, field = f"expected {t}, got a JSON {type(v).__name__}", c
                     break
         if err is not None:
-            if on_error == "fail":
-                raise RecordError(
-                    f"{source}: line {line_no}: {err}\n  record: {text[:200]}\n"
-                    "  hint: fix the record, or read with on_error='dead_letter'",
-                    source=source,
-                    position=f"line {line_no}",
-                    field=field,
-                    raw=text,
-                )
             letters.append(
                 {
+                    LINE: line_no,
                     "source": source,
                     "position": f"line {line_no}",
                     "field": field,
@@ -258,8 +334,5 @@ def parse_json_lines(
     nested = [c for c, t in schema.items() if _is_nested(t)]
     if nested:
         good_frame = good_frame.with_columns(pl.col(c).str.json_decode(schema[c]) for c in nested)
-    good, dead = check_and_cast(good_frame, schema, source=source, on_error=on_error)
-    extra = pl.DataFrame(letters, schema=DEAD_LETTER_SCHEMA)
-    if dead is not None:
-        extra = pl.concat([extra, dead])
-    return good, (extra if extra.height else None)
+    good, dead = _check(good_frame, schema, source=source)
+    return _settle(good, [_letters(letters), dead], source=source, on_error=on_error)
