@@ -6,11 +6,13 @@ never sees half a file. Local paths and any fsspec URL work.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Literal
+from urllib.parse import quote
 
 import polars as pl
 
@@ -27,6 +29,14 @@ def _concat(frames: list[pl.DataFrame]) -> pl.DataFrame:
     if rows:
         return pl.concat(rows, how="diagonal_relaxed")
     return frames[0] if frames else pl.DataFrame()
+
+
+def _hive_value(value: Any) -> str:
+    """A partition value as a directory name, as Hive, Spark and Polars write it: percent-encoded
+    (so ``/`` cannot nest directories), null as ``__HIVE_DEFAULT_PARTITION__``."""
+    if value is None:
+        return "__HIVE_DEFAULT_PARTITION__"
+    return quote(str(value), safe="")
 
 
 def _write(df: pl.DataFrame, fh: Any, fmt: Format) -> None:
@@ -58,9 +68,7 @@ class FileSink(Sink):
         if self.format is not None:
             return self.format
         if self.is_dir:
-            raise ConfigError(
-                f"sink directory {self.path!r} needs a format.\n  hint: format='parquet'"
-            )
+            raise ConfigError(f"sink directory {self.path!r} needs a format.\n  hint: format='parquet'")
         return format_of(self.path)
 
     def describe(self) -> str:
@@ -101,8 +109,13 @@ class _FileWriter(SinkWriter):
                 self.fs.mv(tmp, target)
             else:
                 os.replace(tmp, target)
-        except OSError as exc:
-            raise SinkError(f"cannot write {target!r}: {exc}") from None
+        except BaseException as exc:
+            with contextlib.suppress(Exception):  # leave no half-written temp file behind
+                if self.fs.exists(tmp):
+                    self.fs.rm(tmp)
+            if isinstance(exc, OSError):
+                raise SinkError(f"cannot write {target!r}: {exc}") from None
+            raise
 
     def commit(self, epoch: int) -> None:
         if not self.sink.is_dir:
@@ -125,7 +138,7 @@ class _FileWriter(SinkWriter):
                     list(self.sink.partition_by), as_dict=True, include_key=False
                 ).items():
                     sub = "/".join(
-                        f"{c}={v}" for c, v in zip(self.sink.partition_by, key, strict=True)
+                        f"{c}={_hive_value(v)}" for c, v in zip(self.sink.partition_by, key, strict=True)
                     )
                     target = f"{self.root.rstrip('/')}/{sub}/{name}"
                     self._publish(part, target)
