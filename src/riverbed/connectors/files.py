@@ -138,7 +138,27 @@ class FileSource(Source):
 
     # -- discovery ---------------------------------------------------------------------
     def files(self) -> list[str]:
-        return list_files(self.path, self.storage_options)
+        """The files to read. A directory or glob must hold one format (or pass ``format``)."""
+        found = list_files(self.path, self.storage_options)
+        by_format: dict[str | None, list[str]] = {}
+        for f in found:
+            try:
+                by_format.setdefault(format_of(f), []).append(f)
+            except ConfigError:
+                by_format.setdefault(None, []).append(f)
+        if self.format is not None:
+            if self.format in by_format and len(by_format) > 1:
+                return sorted(by_format[self.format] + by_format.get(None, []))
+            return found
+        known = sorted(k for k in by_format if k is not None)
+        if len(known) > 1:
+            counts = ", ".join(f"{len(by_format[k])} {k}" for k in known)
+            raise ConfigError(
+                f"{self.path!r} holds files of several formats ({counts}).\n"
+                f"  hint: pass format='{known[0]}', or a glob such as "
+                f"'{self.path.rstrip('/')}/**/*.{known[0]}'"
+            )
+        return found
 
     def fmt(self, file: str | None = None) -> Format:
         if self.format is not None:
@@ -268,8 +288,9 @@ class FileSource(Source):
             letters = pl.concat(dead) if dead else None
             return pl.concat(frames, how="vertical_relaxed").lazy(), letters
         if self.schema_ is not None:
+            # cast file by file: the files may differ (Int32 here, Int64 there) and still fit
             cast = [pl.col(c).cast(t) for c, t in schema.items()]
-            scan = self._scan_native(files).select(cast)
+            scan = pl.concat([self._scan_native(f).select(cast) for f in files], how="vertical")
         else:
             scan = self._scan_native(files)
         if progress is None or len(files) < 2:
@@ -521,6 +542,22 @@ class _TailReader(SourceReader):
         return out
 
 
+def _declared_schema(schema: Any) -> dict[str, pl.DataType]:
+    """A declared schema with every type fully specified (``pl.Datetime`` -> ``Datetime("us")``)."""
+    out: dict[str, pl.DataType] = {}
+    for name, dtype in dict(schema).items():
+        try:
+            resolved = dtype() if isinstance(dtype, type) else dtype
+            pl.Series([], dtype=resolved)
+        except (TypeError, ValueError, pl.exceptions.PolarsError) as exc:
+            raise ConfigError(
+                f"schema: column {name!r} has type {dtype!r}, which is not a complete Polars type "
+                f"({exc}).\n  hint: e.g. pl.Int64, pl.Datetime('ms'), pl.List(pl.String)"
+            ) from None
+        out[name] = resolved
+    return out
+
+
 def files(
     path: str | os.PathLike[str],
     *,
@@ -562,7 +599,7 @@ def files(
         raise ConfigError(f"on_error must be 'fail' or 'dead_letter', got {on_error!r}")
     if watch and tail:
         raise ConfigError("choose watch=True (new files) or tail=True (a growing file), not both")
-    declared = dict(pl.Schema(schema)) if schema is not None else None
+    declared = _declared_schema(schema) if schema is not None else None
     if format is not None:
         format_of("", format)
     return FileSource(
