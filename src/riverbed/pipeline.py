@@ -183,6 +183,19 @@ class Pipeline:
             return run_stream(self, progress=progress, home=resolved, **options)
         raise PlanError(f"mode must be 'batch' or 'stream', got {mode!r}")
 
+    def with_sinks(self, replace: Callable[[WriteNode], Sink]) -> Pipeline:
+        """A copy of this pipeline whose every write goes to ``replace(write_step)``.
+
+        Used by :func:`riverbed.testing.assert_same_results` to capture outputs.
+        """
+        copy = Pipeline(self.name)
+        copy._counter = self._counter
+        copy._nodes = [
+            WriteNode(id=n.id, inputs=n.inputs, sink=replace(n)) if isinstance(n, WriteNode) else n
+            for n in self._nodes
+        ]
+        return copy
+
     def __repr__(self) -> str:
         return f"Pipeline({self.name!r}, steps={len(self._nodes)})"
 
