@@ -11,7 +11,7 @@ from pathlib import Path
 
 import polars as pl
 
-from riverbed._errors import PlanError, SourceError
+from riverbed._errors import PlanError, RiverbedError, SinkError, SourceError
 from riverbed._plan import (
     DeadLetterNode,
     DedupeNode,
@@ -208,12 +208,19 @@ def run_batch(pipeline: Pipeline, *, progress: bool | None, home: Path) -> RunRe
         for w, df in zip(writes, outs[: len(writes)], strict=True):
             task = prog.task(f"write {w.sink.describe()}", total=1)
             sctx = SinkContext(mode="batch", home=home, pipeline=plan.name, step=w.id)
-            writer = w.sink.open(sctx)
             try:
-                writer.write(df)
-                writer.commit(0)
-            finally:
-                writer.close()
+                writer = w.sink.open(sctx)
+                try:
+                    writer.write(df)
+                    writer.commit(0)
+                finally:
+                    writer.close()
+            except RiverbedError:
+                raise
+            except Exception as exc:  # a driver or writer error: name the step and the sink
+                raise SinkError(
+                    f"step {w.id!r}: cannot write to {w.sink.describe()}: {type(exc).__name__}: {exc}"
+                ) from exc
             task.advance(1)
             result.rows_written[w.id] = df.height
             result.outputs[w.id] = w.sink.describe()
