@@ -1019,7 +1019,10 @@ class KafkaWriter(SinkWriter):
                     f"columns {df.columns}.\n  hint: key= must name a column of the rows written"
                 )
             keys = df.get_column(sink.key).cast(pl.String).to_list()
-        lines = df.write_ndjson().split("\n")
+        buffer = io.BytesIO()  # bytes, not str: no decode here and re-encode in produce()
+        df.write_ndjson(buffer)
+        lines = buffer.getvalue().split(b"\n")
+        del buffer
         if lines and not lines[-1]:
             lines.pop()
         if len(lines) != df.height:
