@@ -378,3 +378,18 @@ def test_missing_topic_and_bad_options(kafka_bootstrap: str) -> None:
             writer.write(_rows(0, 1))
     finally:
         writer.close()
+
+
+def test_sink_waits_for_room_when_its_queue_is_full(kafka_bootstrap: str) -> None:
+    topic = _topic("smallq")
+    df = _rows(0, 1000)
+    _write(
+        kafka_bootstrap,
+        topic,
+        df,
+        create_partitions=1,
+        config={"queue.buffering.max.messages": 64},
+    )
+    got, snapshot, _ = _read(kafka_source(topic, bootstrap=kafka_bootstrap, schema=SCHEMA))
+    assert_frame_equal(got, df)
+    assert snapshot == 1000

@@ -109,6 +109,7 @@ _TRANSIENT_CODES = {
 _PARTITION_EOF = -191
 _UNKNOWN_TOPIC = 3
 _TOPIC_EXISTS = 36
+_QUEUE_MESSAGES = 1_000_000  # producer's local queue (queue.buffering.max.messages)
 _DEAD_LETTER_DECODE_LIMIT = 8  # below this many values, a failed decode goes record by record
 
 
@@ -973,7 +974,7 @@ class KafkaWriter(SinkWriter):
             "compression.type": sink.compression,
             "enable.idempotence": sink.idempotent,
             "partitioner": "murmur2_random",
-            "queue.buffering.max.messages": 1_000_000,
+            "queue.buffering.max.messages": _QUEUE_MESSAGES,
             "delivery.report.only.error": True,
             "on_delivery": self._on_delivery,
             "error_cb": self._on_error,
@@ -981,6 +982,7 @@ class KafkaWriter(SinkWriter):
             "logger": _LOG,
             **dict(sink.config),
         }
+        self._queue_max = int(conf["queue.buffering.max.messages"])
         try:
             self._producer: Producer = ck.Producer(conf)
         except ck.KafkaException as exc:
@@ -1038,24 +1040,34 @@ class KafkaWriter(SinkWriter):
                     try:
                         produce(topic, value)
                     except BufferError:
-                        self._producer.poll(0.05)
+                        self._wait_for_room()
                         produce(topic, value)
             else:
                 for value, key in zip(lines, keys, strict=True):
                     try:
                         produce(topic, value, key)
                     except BufferError:
-                        self._producer.poll(0.05)
+                        self._wait_for_room()
                         produce(topic, value, key)
         except BufferError as exc:
             raise SinkError(
-                f"Kafka sink {sink.describe()}: the producer queue stays full; the broker at "
-                f"{sink.bootstrap} does not take messages fast enough ({exc})"
+                f"Kafka sink {sink.describe()}: the producer queue stayed full for "
+                f"{sink.flush_timeout:g}s; the broker at {sink.bootstrap} does not take "
+                f"messages ({exc})"
             ) from exc
         except self._ck.KafkaException as exc:
             raise SinkError(f"Kafka sink {sink.describe()}: cannot produce: {exc}") from exc
         self._sent += len(lines)
         self._producer.poll(0)
+
+    def _wait_for_room(self) -> None:
+        """The local queue is full: serve deliveries until it has drained to half."""
+        producer = self._producer
+        deadline = time.monotonic() + self.sink.flush_timeout
+        while len(producer) > self._queue_max // 2:
+            if time.monotonic() > deadline:
+                raise BufferError(f"{len(producer)} messages still queued")
+            producer.poll(0.05)
 
     def commit(self, epoch: int) -> None:
         """Wait until every message written so far is acknowledged; raise SinkError if not."""
