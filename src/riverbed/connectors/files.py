@@ -85,7 +85,10 @@ def list_files(path: str, storage_options: dict[str, Any] | None = None) -> list
     proto = path.split("://", 1)[0] + "://" if is_remote(path) else ""
     try:
         if any(ch in root for ch in "*?["):
-            found = sorted(fs.glob(root))
+            # like a directory listing, skip hidden and marker files (.tmp parts, _SUCCESS),
+            # unless the pattern itself asks for them
+            hidden_ok = root.rstrip("/").rsplit("/", 1)[-1].startswith((".", "_"))
+            found = sorted(p for p in fs.glob(root) if hidden_ok or not Path(p).name.startswith((".", "_")))
         elif fs.isdir(root):
             found = sorted(
                 p
