@@ -149,9 +149,16 @@ class FileSource(Source):
     storage_options: dict[str, Any] | None = field(default=None, hash=False)
     watch: bool = False
     tail: bool = False
-    poll_interval: float = 0.1
+    poll_interval: float | None = None
 
     capabilities: ClassVar[Capabilities] = Capabilities(bounded=True, unbounded=True, replayable=True)
+
+    @property
+    def poll(self) -> float:
+        """Seconds between looks for new data (tail: 5 ms; watch: 200 ms)."""
+        if self.poll_interval is not None:
+            return self.poll_interval
+        return 0.005 if self.tail else 0.2
 
     def describe(self) -> str:
         mode = " (watch)" if self.watch else " (tail)" if self.tail else ""
@@ -381,7 +388,7 @@ class _FilesReader(SourceReader):
     def _next_file(self) -> str | None:
         if self.src.watch:
             now = time.monotonic()
-            if now - self.last_list < self.src.poll_interval:
+            if now - self.last_list < self.src.poll:
                 return None
             self.last_list = now
             try:
@@ -447,7 +454,7 @@ class _FilesReader(SourceReader):
                         return None
                     if time.monotonic() >= deadline:
                         return pl.DataFrame(schema=self.schema)
-                    time.sleep(min(self.src.poll_interval, max(deadline - time.monotonic(), 0)))
+                    time.sleep(min(self.src.poll, max(deadline - time.monotonic(), 0)))
                     continue
                 self.current, self.row = nxt, 0
                 self._load(nxt)
@@ -521,7 +528,7 @@ class _TailReader(SourceReader):
                     return self._parse(chunk, lines)
             if time.monotonic() >= deadline:
                 return pl.DataFrame(schema=self.src.schema_ or {})
-            time.sleep(min(self.src.poll_interval, max(deadline - time.monotonic(), 0.0)))
+            time.sleep(min(self.src.poll, max(deadline - time.monotonic(), 0.0)))
 
     def _parse(self, chunk: bytes, lines: int) -> pl.DataFrame:
         first_line = self.line
