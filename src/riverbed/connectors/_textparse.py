@@ -180,7 +180,9 @@ def parse_csv_text(
         source=pl.lit(source),
         position=pl.format("line {}", pl.col(LINE)),
         field=pl.lit(None, pl.String),
-        error=pl.format(f"expected {len(names)} fields, got {{}}", pl.col("__rb_n")),
+        error=pl.when(pl.col("__rb_n") < 0)
+        .then(pl.lit("unbalanced quotes: a quoted field is not closed"))
+        .otherwise(pl.format(f"expected {len(names)} fields, got {{}}", pl.col("__rb_n"))),
         raw=pl.col(RAW),
     ).select(LINE, *DEAD_LETTER_SCHEMA.names())
     good, bad = _check(raw, schema, source=source)
@@ -210,7 +212,7 @@ def _csv_plain(
     ok = ok.with_columns(cols).select(
         LINE, RAW, *(pl.when(pl.col(c) != "").then(pl.col(c)).alias(c) for c in dict.fromkeys(header))
     )
-    ragged = frame.filter(pl.col("__rb_n") != width).select(LINE, RAW, "__rb_n")
+    ragged = frame.filter(pl.col("__rb_n") != width).select(LINE, RAW, pl.col("__rb_n").cast(pl.Int64))
     return ok, ragged, header
 
 
@@ -242,6 +244,9 @@ def _csv_quoted(
             continue
         if not record or (len(record) == 1 and not record[0].strip() and len(header) != 1):
             continue  # a blank line
+        if raw.count('"') % 2:  # a quoted field left open runs on to the end of the file
+            bad.append((start, raw, -1))
+            continue
         if len(record) != len(header):
             bad.append((start, raw, len(record)))
             continue
@@ -256,7 +261,7 @@ def _csv_quoted(
     }
     for name, col in zip(header, columns or [[] for _ in header], strict=True):
         data.setdefault(name, pl.Series(col, dtype=pl.String))
-    ragged = pl.DataFrame(bad, schema={LINE: pl.Int64, RAW: pl.String, "__rb_n": pl.UInt32}, orient="row")
+    ragged = pl.DataFrame(bad, schema={LINE: pl.Int64, RAW: pl.String, "__rb_n": pl.Int64}, orient="row")
     return pl.DataFrame(data), ragged, header
 
 

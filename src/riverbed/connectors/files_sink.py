@@ -174,8 +174,8 @@ def file_sink(
     Parameters
     ----------
     path
-        ``out/report.parquet`` (one file), ``out/report/`` (a directory of part files; give
-        ``format``), or an fsspec URL such as ``s3://bucket/out/report.parquet``.
+        ``out/report.parquet`` (one file), ``out/report/`` or an existing directory (part
+        files; give ``format``), or an fsspec URL such as ``s3://bucket/out/report.parquet``.
     mode
         ``"replace"`` (default) the file or the directory's part files; ``"append"`` keeps them.
     partition_by
@@ -190,6 +190,9 @@ def file_sink(
     if mode not in ("replace", "append"):
         raise ConfigError(f"file sink mode must be 'replace' or 'append', got {mode!r}")
     parts = (partition_by,) if isinstance(partition_by, str) else tuple(partition_by or ())
-    sink = FileSink(os.fspath(path), format, mode, parts, storage_options)
+    text = os.fspath(path)
+    if not text.endswith("/") and not is_remote(text) and os.path.isdir(text):
+        text += "/"  # an existing local directory (a Path cannot end with '/')
+    sink = FileSink(text, format, mode, parts, storage_options)
     sink.fmt()
     return sink
