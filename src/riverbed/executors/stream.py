@@ -466,7 +466,7 @@ def run_stream(
     progress: bool | None = None,
     home: Path,
     max_batch_rows: int = 100_000,
-    max_wait: Duration = "50ms",
+    max_wait: Duration = "20ms",
     commit_interval: Duration = "500ms",
     stop: threading.Event | None = None,
     stop_after: Duration | None = None,
