@@ -76,7 +76,7 @@ class _DuckDBWriter(TableWriter):
             else:
                 con.execute(f"CREATE TABLE IF NOT EXISTS {t} AS SELECT * FROM __rb_rows LIMIT 0")
                 if self.upsert:
-                    cond = " AND ".join(f"{t}.{_q(k)} = r.{_q(k)}" for k in self.key)
+                    cond = " AND ".join(f"{t}.{_q(k)} IS NOT DISTINCT FROM r.{_q(k)}" for k in self.key)
                     con.execute(f"DELETE FROM {t} USING __rb_rows AS r WHERE {cond}")
                 con.execute(f"INSERT INTO {t} BY NAME SELECT * FROM __rb_rows")
             self._epoch(epoch)
@@ -142,9 +142,7 @@ class DuckDBSource(Source):
                     f"DuckDB file {self.path!r} has no table {self.table!r}; it has: "
                     f"{', '.join(tables) or '(none)'}"
                 )
-            sql = f"SELECT * FROM {_q(self.table)}" + (
-                f" LIMIT {limit}" if limit is not None else ""
-            )
+            sql = f"SELECT * FROM {_q(self.table)}" + (f" LIMIT {limit}" if limit is not None else "")
             return pl.from_arrow(con.execute(sql).arrow())  # type: ignore[return-value]
         finally:
             con.close()

@@ -39,9 +39,7 @@ def _rows(df: pl.DataFrame) -> list[tuple[Any, ...]]:
     conv = []
     for c, t in df.schema.items():
         if t.is_temporal():
-            conv.append(
-                pl.col(c).dt.to_string("iso") if t != pl.Time else pl.col(c).cast(pl.String)
-            )
+            conv.append(pl.col(c).dt.to_string("iso") if t != pl.Time else pl.col(c).cast(pl.String))
         elif isinstance(t, pl.List | pl.Struct | pl.Array):
             conv.append(pl.col(c).map_elements(repr, pl.String))
         elif t == pl.Boolean:
@@ -96,15 +94,13 @@ class _SQLiteWriter(TableWriter):
             self._create(df)
             if self.upsert and not replace:
                 keys = ", ".join(_q(k) for k in self.key)
-                con.execute(
-                    f"CREATE TEMP TABLE IF NOT EXISTS __rb_keys AS SELECT {keys} FROM {t} WHERE 0"
-                )
+                con.execute(f"CREATE TEMP TABLE IF NOT EXISTS __rb_keys AS SELECT {keys} FROM {t} WHERE 0")
                 con.execute("DELETE FROM __rb_keys")
                 marks = ", ".join("?" for _ in self.key)
-                con.executemany(
-                    f"INSERT INTO __rb_keys VALUES ({marks})", _rows(df.select(self.key))
-                )
-                con.execute(f"DELETE FROM {t} WHERE ({keys}) IN (SELECT {keys} FROM __rb_keys)")
+                con.executemany(f"INSERT INTO __rb_keys VALUES ({marks})", _rows(df.select(self.key)))
+                con.execute(f"CREATE INDEX IF NOT EXISTS temp.__rb_keys_idx ON __rb_keys ({keys})")
+                same = " AND ".join(f"{t}.{_q(k)} IS r.{_q(k)}" for k in self.key)  # null-safe
+                con.execute(f"DELETE FROM {t} WHERE EXISTS (SELECT 1 FROM __rb_keys AS r WHERE {same})")
             names = ", ".join(_q(c) for c in df.columns)
             marks = ", ".join("?" for _ in df.columns)
             con.executemany(f"INSERT INTO {t} ({names}) VALUES ({marks})", _rows(df))
@@ -160,9 +156,7 @@ class SQLiteSource(Source):
             raise SourceError(f"SQLite file {self.path!r} does not exist")
         con = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True)
         try:
-            tables = [
-                r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table'")
-            ]
+            tables = [r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table'")]
             if self.table not in tables:
                 raise SourceError(
                     f"SQLite file {self.path!r} has no table {self.table!r}; it has: "
@@ -172,9 +166,7 @@ class SQLiteSource(Source):
                 f"SELECT * FROM {_q(self.table)}" + (f" LIMIT {limit}" if limit is not None else "")
             )
             names = [d[0] for d in cur.description]
-            return pl.DataFrame(
-                cur.fetchall(), schema=names, orient="row", infer_schema_length=None
-            )
+            return pl.DataFrame(cur.fetchall(), schema=names, orient="row", infer_schema_length=None)
         finally:
             con.close()
 
