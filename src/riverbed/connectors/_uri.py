@@ -65,7 +65,8 @@ def resolve_source(uri: str, **options: Any) -> Source:
 def resolve_sink(uri: str, *, pipeline: str | None = None, **options: Any) -> Sink:
     """Turn a URI string into a sink connector.
 
-    A ``.duckdb``/``.sqlite`` path without ``#TABLE`` uses the pipeline's name as the table.
+    A ``.duckdb``/``.sqlite`` path without ``#TABLE`` uses the pipeline's name as the table
+    (``pipeline``, or the name of the pipeline that runs the sink).
     A path ending with ``/`` gets part files.
 
     Examples
@@ -91,8 +92,7 @@ def resolve_sink(uri: str, *, pipeline: str | None = None, **options: Any) -> Si
         return from_uri(uri, **options)  # type: ignore[no-any-return]
     path, table = _split_table(uri, pipeline)
     if path.lower().endswith(_DUCK + _SQLITE):
-        if not table:
-            raise ConfigError(f"{uri!r}: name the table, e.g. {path}#my_table")
+        table = table or ""  # "": the name of the pipeline that writes there, known at run time
         if path.lower().endswith(_DUCK):
             from riverbed.connectors.duckdb import duckdb
 

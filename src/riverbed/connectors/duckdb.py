@@ -50,7 +50,7 @@ class DuckDBSink(Sink):
     )
 
     def describe(self) -> str:
-        return f"duckdb {self.path}#{self.table} ({self.mode})"
+        return f"duckdb {self.path}#{self.table or '<pipeline name>'} ({self.mode})"
 
     def open(self, ctx: SinkContext) -> SinkWriter:
         return _DuckDBWriter(self, ctx)
@@ -58,7 +58,7 @@ class DuckDBSink(Sink):
 
 class _DuckDBWriter(TableWriter):
     def __init__(self, sink: DuckDBSink, ctx: SinkContext) -> None:
-        super().__init__(sink.table, sink.mode, sink.key, ctx)
+        super().__init__(sink.table or ctx.pipeline, sink.mode, sink.key, ctx)  # "": the pipeline's name
         self.sink = sink
         try:
             self.con = _connect(sink.path)

@@ -65,7 +65,7 @@ class SQLiteSink(Sink):
     )
 
     def describe(self) -> str:
-        return f"sqlite {self.path}#{self.table} ({self.mode})"
+        return f"sqlite {self.path}#{self.table or '<pipeline name>'} ({self.mode})"
 
     def open(self, ctx: SinkContext) -> SinkWriter:
         return _SQLiteWriter(self, ctx)
@@ -73,7 +73,7 @@ class SQLiteSink(Sink):
 
 class _SQLiteWriter(TableWriter):
     def __init__(self, sink: SQLiteSink, ctx: SinkContext) -> None:
-        super().__init__(sink.table, sink.mode, sink.key, ctx)
+        super().__init__(sink.table or ctx.pipeline, sink.mode, sink.key, ctx)  # "": the pipeline's name
         parent = os.path.dirname(os.path.abspath(sink.path))
         os.makedirs(parent, exist_ok=True)
         try:
