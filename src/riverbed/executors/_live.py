@@ -20,10 +20,10 @@ class LiveDisplay:
     def __init__(self, stats: StreamStats, name: str) -> None:
         self.stats = stats
         self.name = name
-        self.live = Live(self._render(), console=Console(stderr=True), refresh_per_second=4)
         self.last = 0.0
         self.last_events = 0
         self.rate = 0.0
+        self.live = Live(self._render(), console=Console(stderr=True), refresh_per_second=4)
 
     def start(self) -> None:
         self.live.start()

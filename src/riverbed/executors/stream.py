@@ -273,7 +273,10 @@ class _Job:
                 batch = p.reader.next_batch(self.max_rows - rows, per_reader)
                 letters = p.reader.drain_dead_letters()
                 if letters is not None and letters.height:
-                    self._add_dead(p.read.id, letters)
+                    self._add_dead(p.read.id, letters)  # rejected records were read too
+                    self.result.rows_read[p.read.id] = (
+                        self.result.rows_read.get(p.read.id, 0) + letters.height
+                    )
                 if batch is None:
                     p.ended = True
                     continue
