@@ -104,13 +104,14 @@ class _DuckDBWriter(TableWriter):
 
     def last_committed_epoch(self) -> int | None:
         try:
-            row = self.con.execute(
+            # fetchall, not fetchone: DuckDB refuses the next statement while a result is open
+            rows = self.con.execute(
                 f"SELECT epoch FROM {EPOCHS_TABLE} WHERE pipeline = ? AND step = ?",
                 [self.ctx.pipeline, self.ctx.step],
-            ).fetchone()
+            ).fetchall()
         except Exception:
             return None
-        return None if row is None else int(row[0])
+        return int(rows[0][0]) if rows else None
 
     def close(self) -> None:
         self.con.close()
@@ -143,7 +144,7 @@ class DuckDBSource(Source):
                     f"{', '.join(tables) or '(none)'}"
                 )
             sql = f"SELECT * FROM {_q(self.table)}" + (f" LIMIT {limit}" if limit is not None else "")
-            return pl.from_arrow(con.execute(sql).arrow())  # type: ignore[return-value]
+            return pl.from_arrow(con.sql(sql).to_arrow_table())  # type: ignore[return-value]
         finally:
             con.close()
 
