@@ -323,7 +323,8 @@ def resolve_schemas(plan: Plan, ctx: SourceContext) -> dict[str, pl.Schema | Non
                 )
             out[node.id] = window_output_schema(node, first, et)
         elif isinstance(node, LateNode):
-            out[node.id] = first
+            # late events are the window step's *input* rows, not its output
+            out[node.id] = out[plan.node(node.inputs[0]).inputs[0]]
         elif isinstance(node, DedupeNode):
             missing = [c for c in node.key if c not in first]
             if missing:
