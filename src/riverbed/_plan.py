@@ -192,6 +192,8 @@ class Plan:
             return node.event_time
         if isinstance(node, WindowAggNode):
             return "window_start"
+        if isinstance(node, LateNode):  # the window's input events, with their own event time
+            return self.event_time(self.node(node.inputs[0]).inputs[0])
         if isinstance(node, DeadLetterNode) or not node.inputs:
             return None
         return self.event_time(node.inputs[0])
