@@ -50,7 +50,9 @@ def _call(fn: Callable[..., Any], params: dict[str, str], where: str) -> Pipelin
         elif accepts_any:
             kwargs[name] = value
         else:
-            accepted = [p for p in sig.parameters if sig.parameters[p].kind is not p.VAR_POSITIONAL]
+            accepted = [
+                p.name for p in sig.parameters.values() if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+            ]
             raise ConfigError(
                 f"{where} takes no parameter {name!r}; it takes: {', '.join(accepted) or '(none)'}"
             )
@@ -93,9 +95,7 @@ def load_pipeline(spec: str, params: dict[str, str]) -> Pipeline:
     else:
         candidates = [(n, getattr(module, n)) for n in _FACTORY_NAMES if hasattr(module, n)]
         candidates += [
-            (n, v)
-            for n, v in vars(module).items()
-            if isinstance(v, Pipeline) and (n, v) not in candidates
+            (n, v) for n, v in vars(module).items() if isinstance(v, Pipeline) and (n, v) not in candidates
         ]
     for name, obj in candidates:
         where = f"{path}:{name}"
