@@ -70,6 +70,8 @@ class WindowState:
         """
         late_assignments = 0
         self._changed: pl.DataFrame | None = None
+        if isinstance(rows, pl.DataFrame) and rows.width == 0:  # no rows, no columns known
+            return Emitted(self._emit(job_wm, final, None), pl.DataFrame(), 0)
         lf = rows.lazy().with_columns(event_time_expr(self.et, self.et_type).alias(T))
         spec = self.node.window
         if isinstance(spec, Tumbling):

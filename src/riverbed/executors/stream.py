@@ -137,6 +137,7 @@ class _Job:
         self.dedupe: dict[str, pl.DataFrame] = {}
         self.tables: dict[str, pl.DataFrame] = {}
         self.writers: dict[str, SinkWriter] = {}
+        self.map_schemas: dict[str, pl.Schema] = {}
         self.epoch = 0
         self.last_commit = time.monotonic()
         self.consumers = {n.id: len(self.plan.consumers(n.id)) for n in self.plan.nodes}
@@ -258,6 +259,9 @@ class _Job:
         live = [p for p in self.parts if not p.ended]
         if not live:
             return
+        # start each pull at the next partition, so a busy one cannot starve the others
+        self._turn = (getattr(self, "_turn", -1) + 1) % len(live)
+        live = live[self._turn :] + live[: self._turn]
         first_rows_at: float | None = None
         while rows < self.max_rows:
             budget = (
@@ -281,6 +285,7 @@ class _Job:
                     p.ended = True
                     continue
                 if batch.height:
+                    self.result.rows_read[p.read.id] = self.result.rows_read.get(p.read.id, 0) + batch.height
                     progressed = True
                     p.last_active = self.clock()
                     rows += batch.height
@@ -348,6 +353,13 @@ class _Job:
         for node in self.plan.nodes:
             schema = self.schemas.get(node.id)
             src_id = node.inputs[0] if node.inputs else ""
+            if node.inputs and all(_unknown(out[i]) for i in node.inputs):
+                # no rows and no known columns (a user function emptied every batch so far)
+                if isinstance(node, WindowAggNode):
+                    out[src_id] = pl.DataFrame()
+                elif not isinstance(node, LateNode | DeadLetterNode):
+                    out[node.id] = pl.DataFrame()
+                    continue
             if isinstance(node, ReadNode):
                 frames = inputs.get(node.id, [])
                 if frames:
@@ -356,7 +368,7 @@ class _Job:
                     df = pl.DataFrame(schema=schema)
                     if node.event_time is not None:
                         df = df.with_columns(pl.lit(None, pl.Int64).alias(WM))
-                self.result.rows_read[node.id] = self.result.rows_read.get(node.id, 0) + df.height
+                self.result.rows_read.setdefault(node.id, 0)
                 out[node.id] = df
             elif isinstance(node, FilterNode | WithColumnsNode):
                 out[node.id] = apply_stateless(node, out[src_id].lazy())
@@ -367,7 +379,12 @@ class _Job:
             elif isinstance(node, MapBatchesNode | MapRowsNode):
                 src = rows(src_id)
                 fn = apply_map_batches if isinstance(node, MapBatchesNode) else apply_map_rows
-                df = fn(node, _hidden(src)) if src.height else _empty_like(node, schema)
+                df = fn(node, _hidden(src)) if src.height else pl.DataFrame()
+                if df.height:
+                    self.map_schemas[node.id] = df.schema
+                else:  # a batch the function emptied: the columns it gives when it gives rows
+                    known = node.schema or self.map_schemas.get(node.id) or schema
+                    df = pl.DataFrame(schema=known) if known is not None else pl.DataFrame()
                 if WM in src.columns:
                     df = df.with_columns(pl.lit(self.job_wm, pl.Int64).alias(WM))
                 out[node.id] = df
@@ -459,8 +476,8 @@ class _Job:
             writer.close()
 
 
-def _empty_like(node: MapBatchesNode | MapRowsNode, schema: pl.Schema | None) -> pl.DataFrame:
-    return pl.DataFrame(schema=schema) if schema is not None else pl.DataFrame()
+def _unknown(frame: pl.LazyFrame | pl.DataFrame) -> bool:
+    return isinstance(frame, pl.DataFrame) and frame.width == 0
 
 
 def run_stream(
