@@ -1,0 +1,5 @@
+"""``python -m riverbed.cli`` runs the command line."""
+
+from riverbed.cli.app import main
+
+main()
