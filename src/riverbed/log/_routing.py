@@ -85,9 +85,7 @@ def partition_of(s: pl.Series, partitions: int) -> pl.Series:
 def split_by_key(df: pl.DataFrame, key: str, partitions: int) -> list[tuple[int, pl.DataFrame]]:
     """Split ``df`` by the hash of column ``key``, keeping row order within each partition."""
     if key not in df.columns:
-        raise PlanError(
-            f"key column {key!r} is not in the appended frame; its columns are {df.columns}"
-        )
+        raise PlanError(f"key column {key!r} is not in the appended frame; its columns are {df.columns}")
     parts = partition_of(df.get_column(key), partitions)
     if partitions == 1:
         return [(0, df)]

@@ -75,9 +75,7 @@ def check_name(name: str) -> None:
 
 
 def connect(path: Path, *, durable: bool) -> sqlite3.Connection:
-    conn = sqlite3.connect(
-        path, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False
-    )
+    conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False)
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
     return conn
@@ -114,9 +112,7 @@ def create_database(
             "INSERT INTO topic VALUES (1, ?, ?, ?, ?, NULL, ?, ?)",
             (name, partitions, retention_ms, retention_bytes, now_ms(), FORMAT),
         )
-        conn.executemany(
-            "INSERT INTO partitions VALUES (?, 0, 0)", [(p,) for p in range(partitions)]
-        )
+        conn.executemany("INSERT INTO partitions VALUES (?, 0, 0)", [(p,) for p in range(partitions)])
         conn.execute("COMMIT")
     finally:
         conn.close()

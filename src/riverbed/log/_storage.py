@@ -96,9 +96,7 @@ class Log:
         if not self.root.is_dir():
             return []
         return sorted(
-            d.name
-            for d in self.root.iterdir()
-            if NAME.fullmatch(d.name) and (d / DB_NAME).is_file()
+            d.name for d in self.root.iterdir() if NAME.fullmatch(d.name) and (d / DB_NAME).is_file()
         )
 
     def __contains__(self, name: object) -> bool:

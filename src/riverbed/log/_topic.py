@@ -136,8 +136,7 @@ class Topic:
     def _check_partition(self, partition: int) -> None:
         if not 0 <= partition < self.partitions:
             raise ConfigError(
-                f"topic {self.name!r} has partitions 0..{self.partitions - 1}, "
-                f"got partition {partition!r}"
+                f"topic {self.name!r} has partitions 0..{self.partitions - 1}, got partition {partition!r}"
             )
 
     # -- schema -------------------------------------------------------------------------
@@ -284,7 +283,7 @@ class Topic:
     def _empty_frame(self, metadata: bool) -> pl.DataFrame:
         self.schema  # noqa: B018 - loads the schema if another process set it
         base = pl.DataFrame() if self._empty is None else self._empty
-        return _with_metadata(base, 0, 0, 0) if metadata else base
+        return _with_metadata(base, 0, 0, [], []) if metadata else base
 
     def _verified(
         self, partition: int, base: int, count: int, nbytes: int, crc: int, blob: bytes | None
@@ -333,6 +332,7 @@ class Topic:
             raise ConfigError(f"max_rows must be at least 1, got {max_rows}")
         where = f"topic {self.name!r} partition {partition}"
         pieces: list[pl.DataFrame] = []
+        stamps: list[int] = []  # append time of each piece
         with self._txn() as conn:
             start, end = conn.execute(
                 "SELECT start_offset, next_offset FROM partitions WHERE partition = ?",
@@ -365,9 +365,8 @@ class Topic:
                     raise SourceError(f"{where}: offsets {pos}..{base - 1} are missing")
                 df = self._batch(conn, partition, base, count, nbytes, crc)
                 piece = df.slice(pos - base, want)
-                if metadata:
-                    piece = _with_metadata(piece, partition, pos, append_ms)
                 pieces.append(piece)
+                stamps.append(append_ms)
                 pos += piece.height
                 want -= piece.height
                 if want == 0 or pos >= end:
@@ -375,7 +374,10 @@ class Topic:
             metas.close()
         if not pieces:
             raise SourceError(f"{where}: no batch holds offset {offset} (end {end})")
-        return pieces[0] if len(pieces) == 1 else pl.concat(pieces, rechunk=False)
+        out = pieces[0] if len(pieces) == 1 else pl.concat(pieces, rechunk=False)
+        if metadata:
+            out = _with_metadata(out, partition, offset, stamps, [p.height for p in pieces])
+        return out
 
     def _batch(
         self, conn: sqlite3.Connection, partition: int, base: int, count: int, nbytes: int, crc: int
@@ -452,9 +454,7 @@ class Topic:
     def committed(self, group: str) -> dict[int, int]:
         """Group ``group``'s committed positions (partitions it never committed are absent)."""
         with self._txn() as conn:
-            rows = conn.execute(
-                "SELECT partition, position FROM groups WHERE grp = ?", (group,)
-            ).fetchall()
+            rows = conn.execute("SELECT partition, position FROM groups WHERE grp = ?", (group,)).fetchall()
         return {int(p): int(o) for p, o in sorted(rows)}
 
     def groups(self) -> list[str]:
@@ -488,8 +488,7 @@ class Topic:
                 new_start = start
                 if self.retention_ms is not None:
                     (keep,) = conn.execute(
-                        "SELECT MIN(base_offset) FROM batches WHERE partition = ? "
-                        "AND append_ms >= ?",
+                        "SELECT MIN(base_offset) FROM batches WHERE partition = ? AND append_ms >= ?",
                         (p, now - self.retention_ms),
                     ).fetchone()
                     new_start = max(new_start, end if keep is None else keep)
@@ -536,9 +535,7 @@ class Topic:
 
     def _cut(self, partition: int, at: int, reason: str) -> None:
         with self._txn("IMMEDIATE") as conn:
-            conn.execute(
-                "DELETE FROM batches WHERE partition = ? AND base_offset >= ?", (partition, at)
-            )
+            conn.execute("DELETE FROM batches WHERE partition = ? AND base_offset >= ?", (partition, at))
             conn.execute(
                 "UPDATE partitions SET next_offset = ?, start_offset = MIN(start_offset, ?) "
                 "WHERE partition = ?",
@@ -616,9 +613,20 @@ def _chunks(df: pl.DataFrame) -> Iterator[pl.DataFrame]:
         yield df.slice(start, rows)
 
 
-def _with_metadata(df: pl.DataFrame, partition: int, first: int, append_ms: int) -> pl.DataFrame:
+def _with_metadata(
+    df: pl.DataFrame, partition: int, first: int, stamps: list[int], heights: list[int]
+) -> pl.DataFrame:
+    """Add ``_partition``, ``_offset`` (contiguous from ``first``) and ``_timestamp``.
+
+    ``stamps[i]`` is the append time of the ``heights[i]`` rows of the i-th stored batch read.
+    """
+    if len(set(stamps)) <= 1:
+        stamp = pl.lit(stamps[0] if stamps else 0, dtype=pl.Int64)
+    else:
+        runs = pl.DataFrame({"ms": stamps, "n": heights}, schema={"ms": pl.Int64, "n": pl.Int64})
+        stamp = pl.lit(runs.select(pl.col("ms").repeat_by("n").explode()).to_series())
     return df.with_columns(
         pl.lit(partition, dtype=pl.Int32).alias("_partition"),
         pl.int_range(first, first + df.height, dtype=pl.Int64).alias("_offset"),
-        pl.lit(append_ms, dtype=pl.Int64).cast(pl.Datetime("ms", "UTC")).alias("_timestamp"),
+        stamp.cast(pl.Datetime("ms", "UTC")).alias("_timestamp"),
     )
