@@ -79,9 +79,7 @@ def summarise(
     return sorted(rows)
 
 
-def ref_fixed(
-    events: list[Event], by: tuple[str, ...], size: int, every: int, off: int
-) -> list[Row]:
+def ref_fixed(events: list[Event], by: tuple[str, ...], size: int, every: int, off: int) -> list[Row]:
     """Fixed-size windows (tumbling when every == size): loop over the candidate starts."""
     members: dict[tuple[Any, ...], list[int]] = defaultdict(list)
     ends: dict[tuple[Any, ...], int] = {}
@@ -128,9 +126,7 @@ def ref_session(events: list[Event], by: tuple[str, ...], gap: int) -> list[Row]
     size=st.integers(1, 20_000),
     offset=st.integers(-30_000, 30_000),
 )
-def test_tumbling_matches_reference(
-    events: list[Event], by: tuple[str, ...], size: int, offset: int
-) -> None:
+def test_tumbling_matches_reference(events: list[Event], by: tuple[str, ...], size: int, offset: int) -> None:
     spec = rb.tumbling(size, offset=offset)
     expected = ref_fixed(events, by, size, size, offset % size)
     assert run_window(events, spec, by) == expected
@@ -178,9 +174,7 @@ def test_windows_are_half_open_and_epoch_aligned() -> None:
 def run_typed(df: pl.DataFrame, spec: Any) -> pl.DataFrame:
     p = rb.Pipeline("typed")
     out = rb.testing.collect()
-    p.read(rb.testing.source([df]), event_time="ts").window(spec, by="k").agg(n=rb.count()).write(
-        out
-    )
+    p.read(rb.testing.source([df]), event_time="ts").window(spec, by="k").agg(n=rb.count()).write(out)
     p.run(progress=False)
     return out.frame().sort("k", "window_start")
 
@@ -200,9 +194,7 @@ def test_datetime_event_time_gives_datetime_bounds(unit: str) -> None:
 
 def test_timezone_aware_event_time_keeps_its_zone() -> None:
     ts = [datetime(2026, 1, 1, 23, 30, tzinfo=UTC)]
-    df = pl.DataFrame({"k": [1], "ts": ts}).with_columns(
-        pl.col("ts").dt.convert_time_zone("Europe/Paris")
-    )
+    df = pl.DataFrame({"k": [1], "ts": ts}).with_columns(pl.col("ts").dt.convert_time_zone("Europe/Paris"))
     out = run_typed(df, rb.tumbling("1d"))
     assert out.schema["window_start"] == pl.Datetime("us", "Europe/Paris")
     # windows are aligned to the UTC epoch, whatever zone the column is displayed in
@@ -211,9 +203,28 @@ def test_timezone_aware_event_time_keeps_its_zone() -> None:
 
 
 def test_date_event_time() -> None:
-    df = pl.DataFrame(
-        {"k": [1, 1, 1], "ts": [date(2026, 1, 1), date(2026, 1, 2), date(2026, 1, 2)]}
-    )
+    df = pl.DataFrame({"k": [1, 1, 1], "ts": [date(2026, 1, 1), date(2026, 1, 2), date(2026, 1, 2)]})
     out = run_typed(df, rb.tumbling("1d"))
     assert out["n"].to_list() == [1, 2]
     assert out["window_start"].dt.date().to_list() == [date(2026, 1, 1), date(2026, 1, 2)]
+
+
+@pytest.mark.parametrize("spec", [rb.tumbling("1m"), rb.sliding("1m", every="20s"), rb.session("30s")])
+@pytest.mark.parametrize(
+    "ts_type", [pl.Int64, pl.Int32, pl.Datetime("ms"), pl.Datetime("ns", "UTC"), pl.Date], ids=str
+)
+def test_validated_schema_is_the_output_schema(spec: Any, ts_type: pl.DataType) -> None:
+    df = pl.DataFrame({"k": ["a", "b"], "ts": [0, 86_400_000], "v": [1.5, 2.0]})
+    if ts_type == pl.Date:
+        df = df.with_columns(pl.from_epoch("ts", "ms").dt.date())
+    elif isinstance(ts_type, pl.Datetime):
+        df = df.with_columns(pl.from_epoch("ts", "ms").cast(ts_type))
+    else:
+        df = df.with_columns(pl.col("ts").cast(ts_type))
+    p = rb.Pipeline("schema")
+    out = rb.testing.collect()
+    w = p.read(rb.testing.source([df]), event_time="ts").window(spec, by="k")
+    s = w.agg(n=rb.count(), m=rb.mean("v"), f=rb.first("ts"), d=rb.count_distinct("k")).write(out)
+    expected = p.validate()[s.node_id]
+    p.run(progress=False)
+    assert out.frame().schema == expected
