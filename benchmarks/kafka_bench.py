@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import gc
+import io
 import os
 import sys
 import time
@@ -36,6 +37,15 @@ from riverbed.connectors.kafka import kafka_sink, kafka_source
 
 WRITE_ROWS = 100_000  # rows per KafkaWriter.write call (one micro-batch)
 READ_ROWS = 100_000  # max_rows per KafkaReader.next_batch call
+
+
+def _delete_topic(bootstrap: str, topic: str) -> None:
+    """Drop a benchmark topic (frees the broker's memory before the next phase)."""
+    from confluent_kafka.admin import AdminClient
+
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    with contextlib.suppress(Exception):
+        admin.delete_topics([topic], operation_timeout=30)[topic].result(30)
 
 
 @contextlib.contextmanager
@@ -85,11 +95,10 @@ def _read(df: pl.DataFrame, bootstrap: str, topic: str) -> tuple[float, int, int
 
 
 def _raw(df: pl.DataFrame, bootstrap: str, topic: str, partitions: int) -> tuple[float, float]:
-    """The client alone: produce pre-encoded JSON lines, consume and collect value bytes."""
+    """The client alone: produce JSON lines (encoding not timed), collect consumed values."""
     import confluent_kafka as ck
 
     kafka_sink(topic, bootstrap=bootstrap, create_partitions=partitions).ensure_topic()
-    lines = df.write_ndjson().split("\n")[:-1]
     producer = ck.Producer(
         {
             "bootstrap.servers": bootstrap,
@@ -99,24 +108,31 @@ def _raw(df: pl.DataFrame, bootstrap: str, topic: str, partitions: int) -> tuple
             "delivery.report.only.error": True,
         }
     )
+    write_s = 0.0
+    for chunk in df.iter_slices(WRITE_ROWS):
+        buffer = io.BytesIO()
+        chunk.write_ndjson(buffer)  # encoding is not timed: the client alone
+        lines = buffer.getvalue().split(b"\n")[:-1]
+        t0 = time.perf_counter()
+        for value in lines:
+            try:
+                producer.produce(topic, value)
+            except BufferError:
+                producer.poll(0.1)
+                producer.produce(topic, value)
+        write_s += time.perf_counter() - t0
     t0 = time.perf_counter()
-    for value in lines:
-        try:
-            producer.produce(topic, value)
-        except BufferError:
-            producer.poll(0.05)
-            producer.produce(topic, value)
-    if producer.flush(120):
+    if producer.flush(300):
         raise RuntimeError("raw producer did not flush")
-    write_s = time.perf_counter() - t0
-    del lines
+    write_s += time.perf_counter() - t0
     consumer = ck.Consumer(
         {
             "bootstrap.servers": bootstrap,
             "group.id": "bench-raw",
             "enable.auto.commit": False,
-            "fetch.queue.backoff.ms": 10,
+            "fetch.queue.backoff.ms": 10,  # the same fetch settings as KafkaSource
             "queued.min.messages": 200_000,
+            "fetch.wait.max.ms": 100,
         }
     )
     consumer.assign([ck.TopicPartition(topic, p, 0) for p in range(partitions)])
@@ -173,9 +189,11 @@ def bench_kafka(
             "write_events_per_s": n / write_s,
             "read_events_per_s": n / read_s,
         }
+        _delete_topic(address, topic)
         if raw:
             gc.collect()
             raw_write_s, raw_read_s = _raw(df, address, f"{topic}-raw", partitions)
+            _delete_topic(address, f"{topic}-raw")
             result.update(
                 raw_write_s=raw_write_s,
                 raw_read_s=raw_read_s,
