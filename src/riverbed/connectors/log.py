@@ -20,7 +20,7 @@ from typing import Any, ClassVar, overload
 
 import polars as pl
 
-from riverbed._errors import ConfigError, SinkError, SourceError
+from riverbed._errors import ConfigError, RiverbedError, SinkError, SourceError
 from riverbed.connectors.base import (
     Capabilities,
     Sink,
@@ -52,9 +52,7 @@ def _partition_index(partition: str, topic: Topic) -> int:
     except ValueError:
         index = -1
     if not 0 <= index < topic.partitions:
-        raise SourceError(
-            f"log:{topic.name} has partitions '0'..'{topic.partitions - 1}', got {partition!r}"
-        )
+        raise SourceError(f"log:{topic.name} has partitions '0'..'{topic.partitions - 1}', got {partition!r}")
     return index
 
 
@@ -89,9 +87,7 @@ class LogSource(Source):
     metadata: bool = False
     poll_interval: float = 0.02
 
-    capabilities: ClassVar[Capabilities] = Capabilities(
-        bounded=True, unbounded=True, replayable=True
-    )
+    capabilities: ClassVar[Capabilities] = Capabilities(bounded=True, unbounded=True, replayable=True)
 
     def describe(self) -> str:
         return f"log:{self.topic}" + (f" (group {self.group})" if self.group else "")
@@ -221,9 +217,7 @@ class LogSink(Sink):
     partitions: int | None = None
     home: str | None = None
 
-    capabilities: ClassVar[Capabilities] = Capabilities(
-        bounded=True, unbounded=True, exactly_once=True
-    )
+    capabilities: ClassVar[Capabilities] = Capabilities(bounded=True, unbounded=True, exactly_once=True)
 
     def describe(self) -> str:
         return f"log:{self.topic}" + (f" (key {self.key})" if self.key else "")
@@ -266,12 +260,10 @@ class LogWriter(SinkWriter):
         df = pl.concat(frames, how="vertical_relaxed", rechunk=False) if frames else pl.DataFrame()
         try:
             self.topic.append(df, self.key, epoch=(self.writer_id, epoch))
-        except SinkError:
+        except RiverbedError:  # schema mismatch, locked topic (transient): keep the type
             raise
         except Exception as exc:
-            raise SinkError(
-                f"log:{self.topic.name}: commit of epoch {epoch} failed: {exc}"
-            ) from exc
+            raise SinkError(f"log:{self.topic.name}: commit of epoch {epoch} failed: {exc}") from exc
 
     def last_committed_epoch(self) -> int | None:
         return self.topic.last_epoch(self.writer_id)
@@ -335,9 +327,7 @@ class LogTopic(Source, Sink):
     @overload
     def open(self, partition: str, resume: Any, ctx: SourceContext) -> SourceReader: ...
 
-    def open(
-        self, partition: Any = None, resume: Any = None, ctx: Any = None
-    ) -> SourceReader | SinkWriter:
+    def open(self, partition: Any = None, resume: Any = None, ctx: Any = None) -> SourceReader | SinkWriter:
         """``open(sink_ctx)`` builds a writer; ``open(partition, resume, source_ctx)`` a reader."""
         if isinstance(partition, SinkContext):
             return self.as_sink().open(partition)
@@ -345,9 +335,7 @@ class LogTopic(Source, Sink):
             return self.as_sink().open(ctx)
         if isinstance(partition, str) and isinstance(ctx, SourceContext):
             return self.as_source().open(partition, resume, ctx)
-        raise TypeError(
-            "LogTopic.open takes (SinkContext) or (partition: str, resume, SourceContext)"
-        )
+        raise TypeError("LogTopic.open takes (SinkContext) or (partition: str, resume, SourceContext)")
 
 
 def log(
