@@ -643,13 +643,21 @@ class KafkaReader(SourceReader):
         self._where = f"{source.describe()} partition {partition}"
         self._tp = ck.TopicPartition(source.topic, partition)
         self._consumer: Consumer = ck.Consumer(source._consumer_config(ctx))
-        try:
-            low, high = self._consumer.get_watermark_offsets(self._tp, timeout=source.timeout, cached=False)
-        except ck.KafkaException as exc:
-            self._consumer.close()
-            if _is_transient(exc):
-                raise _unreachable(source.bootstrap, source.topic, source.timeout, exc) from exc
-            raise SourceError(f"{self._where}: cannot read its offsets: {exc}") from exc
+        deadline = time.monotonic() + source.timeout
+        while True:  # a just-created topic may have no leader for a moment: retry until timeout
+            try:
+                low, high = self._consumer.get_watermark_offsets(
+                    self._tp, timeout=max(deadline - time.monotonic(), 0.1), cached=False
+                )
+                break
+            except ck.KafkaException as exc:
+                if _is_transient(exc) and time.monotonic() < deadline - 0.1:
+                    time.sleep(0.1)
+                    continue
+                self._consumer.close()
+                if _is_transient(exc):
+                    raise _unreachable(source.bootstrap, source.topic, source.timeout, exc) from exc
+                raise SourceError(f"{self._where}: cannot read its offsets: {exc}") from exc
         if resume is None:
             start = low if source.start == "earliest" else high
         else:
