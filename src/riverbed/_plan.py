@@ -285,7 +285,10 @@ def resolve_schemas(plan: Plan, ctx: SourceContext) -> dict[str, pl.Schema | Non
                         f"step {node.id!r}: event_time column {node.event_time!r} is not in "
                         f"{node.source.describe()}.\n  columns there: {_fmt_cols(schema)}"
                     )
-                event_time_expr(node.event_time, schema[node.event_time])
+                try:
+                    event_time_expr(node.event_time, schema[node.event_time])
+                except PlanError as exc:
+                    raise PlanError(f"step {node.id!r} ({node.describe()}): {exc}") from None
             out[node.id] = schema
         elif isinstance(node, DeadLetterNode):
             out[node.id] = DEAD_LETTER_SCHEMA

@@ -145,10 +145,11 @@ def event_time_expr(column: str, dtype: pl.DataType) -> pl.Expr:
         return col.dt.epoch("ms")
     if dtype == pl.Date:
         return col.cast(pl.Datetime("ms")).dt.epoch("ms")
+    target = "pl.Int64" if dtype.is_float() else "pl.Datetime('ms')"
     raise PlanError(
         f"event-time column {column!r} has type {dtype}; expected an integer (epoch "
-        "milliseconds), Datetime or Date.\n  hint: convert it first, e.g. "
-        f"with_columns(pl.col({column!r}).str.to_datetime())"
+        "milliseconds), Datetime or Date.\n  hint: declare its type on the source, e.g. "
+        f"rb.files(..., schema={{..., {column!r}: {target}}}), which converts it as it reads"
     )
 
 

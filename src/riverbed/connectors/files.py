@@ -119,6 +119,21 @@ def list_files(path: str, storage_options: dict[str, Any] | None = None) -> list
     return files
 
 
+def fit(name: str, have: pl.DataType, want: pl.DataType) -> pl.Expr:
+    """Convert column ``name`` from ``have`` to the declared ``want`` (text is parsed into
+    dates and times: Polars 2 no longer casts strings to temporal types)."""
+    col = pl.col(name)
+    if have == want:
+        return col
+    if have == pl.String and isinstance(want, pl.Datetime):
+        return col.str.to_datetime(time_unit=want.time_unit or "us", time_zone=want.time_zone)
+    if have == pl.String and want == pl.Date:
+        return col.str.to_date()
+    if have == pl.String and want == pl.Time:
+        return col.str.to_time()
+    return col.cast(want)
+
+
 def _decompress(data: bytes, file: str) -> bytes:
     """Gzip- or zstd-compressed text (``.csv.gz``, ``.jsonl.zst``), as Polars' readers accept it."""
     if data[:2] == b"\x1f\x8b":
@@ -293,9 +308,21 @@ class FileSource(Source):
         if missing:
             raise SourceError(f"{file}: column(s) {missing} are missing.\n  the file has: {df.columns}")
         try:
-            return df.select(pl.col(c).cast(t) for c, t in schema.items())
+            return df.select(fit(c, df.schema[c], t) for c, t in schema.items())
         except pl.exceptions.PolarsError as exc:
             raise SourceError(f"{file}: does not fit the schema: {str(exc).splitlines()[0]}") from None
+
+    def _scan_declared(self, file: str, schema: pl.Schema) -> pl.LazyFrame:
+        """One file's scan converted to the declared schema (names the file if it cannot)."""
+        lf = self._scan_native(file)
+        try:
+            have = lf.collect_schema()
+        except pl.exceptions.PolarsError as exc:
+            raise SourceError(f"{file}: cannot read: {str(exc).splitlines()[0]}") from None
+        missing = [c for c in schema.names() if c not in have]
+        if missing:
+            raise SourceError(f"{file}: column(s) {missing} are missing.\n  the file has: {have.names()}")
+        return lf.select(fit(c, have[c], t) for c, t in schema.items())
 
     # -- batch fast path ---------------------------------------------------------------
     def scan(self, ctx: SourceContext) -> tuple[pl.LazyFrame, pl.DataFrame | None] | None:
@@ -317,8 +344,7 @@ class FileSource(Source):
             return pl.concat(frames, how="vertical_relaxed").lazy(), letters
         if self.schema_ is not None:
             # cast file by file: the files may differ (Int32 here, Int64 there) and still fit
-            cast = [pl.col(c).cast(t) for c, t in schema.items()]
-            scan = pl.concat([self._scan_native(f).select(cast) for f in files], how="vertical")
+            scan = pl.concat([self._scan_declared(f, schema) for f in files], how="vertical")
         else:
             scan = self._scan_native(files)
         if progress is None or len(files) < 2:
@@ -341,9 +367,7 @@ class FileSource(Source):
         ) -> Iterator[pl.DataFrame]:
             left = n_rows
             for f, size in zip(files, sizes, strict=True):
-                lf = self._scan_native(f)
-                if self.schema_ is not None:
-                    lf = lf.select(pl.col(c).cast(t) for c, t in schema.items())
+                lf = self._scan_declared(f, schema) if self.schema_ is not None else self._scan_native(f)
                 if predicate is not None:
                     lf = lf.filter(predicate)
                 if with_columns is not None:
