@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gzip
 import json
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -132,6 +133,32 @@ def test_declared_schema_with_bare_and_incomplete_types(tmp_path: Path) -> None:
     assert df.schema["ts"] == pl.Datetime("us")
     with pytest.raises(rb.ConfigError, match="'tags'"):
         rb.files(path, schema={"tags": pl.List})
+
+
+@pytest.mark.parametrize("ext", ["parquet", "jsonl", "csv"])
+def test_declared_temporal_types_parse_text(tmp_path: Path, ext: str) -> None:
+    df = pl.DataFrame(
+        {"ts": ["2026-01-01T10:00:00", "2026-01-01T10:00:30"], "day": ["2026-01-01", "2026-01-02"]}
+    )
+    path = write(df, tmp_path / f"s.{ext}")
+    schema = {"ts": pl.Datetime("ms", "UTC"), "day": pl.Date}
+    p = rb.Pipeline("t")
+    out = rb.testing.collect()
+    p.read(rb.files(path, schema=schema), event_time="ts").window(rb.tumbling("1m")).agg(
+        n=rb.count(), day=rb.last("day")
+    ).write(out)
+    p.run(progress=False)
+    assert out.frame().rows() == [
+        (datetime(2026, 1, 1, 10, tzinfo=UTC), datetime(2026, 1, 1, 10, 1, tzinfo=UTC), 2, date(2026, 1, 2))
+    ]
+
+
+def test_declared_column_missing_from_a_parquet_file_names_it(tmp_path: Path) -> None:
+    write(SALES, tmp_path / "a.parquet")
+    write(SALES.drop("amount"), tmp_path / "b.parquet")
+    with pytest.raises(rb.SourceError, match=r"b\.parquet") as err:
+        read(rb.files(tmp_path / "*.parquet", schema=SCHEMA))
+    assert "amount" in str(err.value)
 
 
 def test_declared_column_missing_from_csv_header(tmp_path: Path) -> None:
