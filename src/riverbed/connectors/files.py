@@ -358,6 +358,7 @@ class FileSource(Source):
 
         sizes = [max(os.path.getsize(f), 1) for f in files]
         task = progress.task(f"read {len(files)} files", total=sum(sizes), unit="bytes")
+        counted: set[str] = set()  # the plan may scan twice (rows and row count): count once
 
         def gen(
             with_columns: list[str] | None,
@@ -375,7 +376,9 @@ class FileSource(Source):
                 if left is not None:
                     lf = lf.head(left)
                 df = lf.collect()
-                task.advance(size)
+                if f not in counted:
+                    counted.add(f)
+                    task.advance(size)
                 if left is not None:
                     left -= df.height
                 yield df
