@@ -374,3 +374,19 @@ def test_failed_write_leaves_no_file(tmp_path: Path) -> None:
     with pytest.raises(rb.SinkError, match=r"x\.parquet"):
         p.run(progress=False)
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("declared", [False, True])
+def test_progress_display_reads_the_same_rows(tmp_path: Path, declared: bool) -> None:
+    for i in range(3):
+        write(SALES.with_columns(id=pl.col("id") + 10 * i), tmp_path / f"s{i}.parquet")
+    source = rb.files(tmp_path / "*.parquet", schema=SCHEMA if declared else None)
+    results = []
+    for progress in (False, True):
+        p = rb.Pipeline("progress")
+        out = rb.testing.collect()
+        p.read(source, event_time="ts").filter(pl.col("amount") > 0).select("id", "ts").write(out)
+        result = p.run(progress=progress)
+        results.append((out.frame().sort("id").rows(), result.rows_read))
+    assert results[0] == results[1]
+    assert results[0][1] == {"read_1": 12}
