@@ -146,7 +146,7 @@ def _check(raw: pl.DataFrame, schema: pl.Schema, *, source: str) -> tuple[pl.Dat
         ),
         raw=pl.col(RAW),
     )
-    return good, letters.cast({c: t for c, t in DEAD_LETTER_SCHEMA.items()})  # type: ignore[arg-type]
+    return good, letters.cast(DEAD_LETTER_SCHEMA)
 
 
 def parse_csv_text(

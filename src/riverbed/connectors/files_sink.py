@@ -92,8 +92,12 @@ class _FileWriter(SinkWriter):
         if sink.mode == "append" and not sink.is_dir and self.fs.exists(self.root):
             with self.fs.open(self.root, "rb") as fh:
                 data = fh.read()
-            reader = {"parquet": pl.read_parquet, "csv": pl.read_csv, "jsonl": pl.read_ndjson}
-            self.written.append(reader[self.fmt](data))
+            if self.fmt == "parquet":
+                self.written.append(pl.read_parquet(data))
+            elif self.fmt == "csv":
+                self.written.append(pl.read_csv(data))
+            else:
+                self.written.append(pl.read_ndjson(data))
 
     def write(self, df: pl.DataFrame) -> None:
         self.staged.append(df)
