@@ -345,3 +345,22 @@ def test_run_result_summary() -> None:
 def test_public_api_exports() -> None:
     for name in rb.__all__:
         assert hasattr(rb, name), name
+
+
+def test_union_widens_types_and_refuses_text_merges() -> None:
+    p = rb.Pipeline("u")
+    out = rb.testing.collect()
+    narrow = SALES.with_columns(pl.col("store_id").cast(pl.Int32), pl.col("amount").cast(pl.Float32))
+    u = p.read(src(narrow)).union(p.read(src())).write(out)
+    expected = p.validate()[u.node_id]
+    assert expected == SALES.schema
+    run(p)
+    assert out.frame().schema == expected
+
+    p = rb.Pipeline("u2")
+    p.read(src()).union(p.read(src(SALES.with_columns(pl.col("ts").cast(pl.String))))).write(
+        rb.testing.collect()
+    )
+    with pytest.raises(rb.PlanError, match="disagree on the type of 'ts'") as err:
+        p.validate()
+    assert "ts (Int64)" in str(err.value) and "ts (String)" in str(err.value)

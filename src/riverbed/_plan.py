@@ -238,6 +238,28 @@ def _probe(
         ) from None
 
 
+def _union_schema(node: Node, inputs: list[tuple[str, pl.Schema]]) -> pl.Schema:
+    """The schema a union gives at run time (columns by name, each type widened to fit every
+    input); a column whose types only meet as text is an error, not a silent cast."""
+    names = inputs[0][1].names()
+    try:
+        merged = pl.concat(
+            [pl.LazyFrame(schema=s).select(names) for _, s in inputs], how="vertical_relaxed"
+        ).collect_schema()
+    except pl.exceptions.PolarsError:
+        merged = None
+    text = [c for c in names if any(s[c] != pl.String for _, s in inputs)]
+    clash = names if merged is None else [c for c in text if merged[c] == pl.String]
+    if clash:
+        types = "\n".join(f"  {i}: " + ", ".join(f"{c} ({s[c]})" for c in clash) for i, s in inputs)
+        raise PlanError(
+            f"step {node.id!r}: union inputs disagree on the type of {', '.join(map(repr, clash))}:\n"
+            f"{types}\n  hint: cast them to one type before the union, e.g. pl.col(...).cast(...)"
+        )
+    assert merged is not None
+    return merged
+
+
 def apply_stateless(node: Node, frame: pl.LazyFrame) -> pl.LazyFrame:
     """Apply filter / with_columns / select to a LazyFrame."""
     if isinstance(node, FilterNode):
@@ -310,7 +332,7 @@ def resolve_schemas(plan: Plan, ctx: SourceContext) -> dict[str, pl.Schema | Non
                         f"step {node.id!r}: union needs the same columns on every input.\n"
                         f"  {node.inputs[0]}: {_fmt_cols(first)}\n  {other_id}: {_fmt_cols(other)}"
                     )
-            out[node.id] = first
+            out[node.id] = _union_schema(node, [(i, s) for i, s in zip(node.inputs, ins, strict=True) if s])
         elif isinstance(node, WindowAggNode):
             et = plan.event_time(node.inputs[0])
             if et is None:
