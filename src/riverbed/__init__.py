@@ -44,6 +44,8 @@ from riverbed.connectors.console import console
 from riverbed.connectors.duckdb import duckdb, duckdb_table
 from riverbed.connectors.files import files
 from riverbed.connectors.files_sink import file_sink
+from riverbed.connectors.kafka import kafka
+from riverbed.connectors.log import log
 from riverbed.connectors.sqlite import sqlite, sqlite_table
 from riverbed.executors.result import RunResult
 from riverbed.pipeline import Pipeline, Stream, Windowed, WindowedStream, watermark
@@ -79,7 +81,9 @@ __all__ = [
     "file_sink",
     "files",
     "first",
+    "kafka",
     "last",
+    "log",
     "max",
     "mean",
     "min",

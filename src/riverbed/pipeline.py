@@ -34,7 +34,7 @@ from riverbed._plan import (
 )
 from riverbed._time import Duration, to_ms
 from riverbed.aggregates import Agg
-from riverbed.connectors.base import Sink, Source
+from riverbed.connectors.base import Endpoint, Sink, Source, sink_of, source_of
 from riverbed.windows import WindowSpec
 
 if TYPE_CHECKING:
@@ -94,7 +94,7 @@ class Pipeline:
 
     def read(
         self,
-        source: Source | str,
+        source: Source | Endpoint | str,
         *,
         event_time: str | None = None,
         watermark: Watermark | None = None,
@@ -113,7 +113,9 @@ class Pipeline:
         """
         from riverbed.connectors import resolve_source
 
-        src = resolve_source(source) if isinstance(source, str) else source
+        src = resolve_source(source) if isinstance(source, str) else source_of(source)
+        if not isinstance(src, Source):
+            raise PlanError(f"read() takes a source connector or a URI string, got {source!r}")
         if watermark is not None and event_time is None:
             raise PlanError("a watermark needs an event_time column: p.read(..., event_time='ts')")
         node_id = self._add(ReadNode, (), source=src, event_time=event_time, watermark=watermark)
@@ -242,10 +244,7 @@ class Stream:
         """
         all_exprs = (
             *exprs,
-            *(
-                pl.lit(v).alias(k) if not isinstance(v, pl.Expr) else v.alias(k)
-                for k, v in named.items()
-            ),
+            *(pl.lit(v).alias(k) if not isinstance(v, pl.Expr) else v.alias(k) for k, v in named.items()),
         )
         return self._then(WithColumnsNode, exprs=tuple(all_exprs))
 
@@ -266,9 +265,7 @@ class Stream:
         )
         return self._then(SelectNode, exprs=tuple(all_exprs))
 
-    def map_batches(
-        self, fn: Callable[[pl.DataFrame], pl.DataFrame], *, schema: Any = None
-    ) -> Stream:
+    def map_batches(self, fn: Callable[[pl.DataFrame], pl.DataFrame], *, schema: Any = None) -> Stream:
         """Apply a DataFrame -> DataFrame function to each micro-batch.
 
         The function must treat rows independently (its result on a concatenation must be the
@@ -277,9 +274,7 @@ class Stream:
 
         Supports: batch, stream.
         """
-        return self._then(
-            MapBatchesNode, fn=fn, schema=pl.Schema(schema) if schema is not None else None
-        )
+        return self._then(MapBatchesNode, fn=fn, schema=pl.Schema(schema) if schema is not None else None)
 
     def map_rows(
         self, fn: Callable[[dict[str, Any]], dict[str, Any] | None], *, schema: Any = None
@@ -290,9 +285,7 @@ class Stream:
 
         Supports: batch, stream.
         """
-        return self._then(
-            MapRowsNode, fn=fn, schema=pl.Schema(schema) if schema is not None else None
-        )
+        return self._then(MapRowsNode, fn=fn, schema=pl.Schema(schema) if schema is not None else None)
 
     def union(self, *others: Stream) -> Stream:
         """Merge streams with the same columns (in any order).
@@ -364,7 +357,7 @@ class Stream:
         """
         from riverbed.connectors import resolve_source
 
-        src = resolve_source(table) if isinstance(table, str) else table
+        src = resolve_source(table) if isinstance(table, str) else source_of(table)
         keys = (on,) if isinstance(on, str) else tuple(on)
         return self._then(LookupJoinNode, table=src, on=keys, how=how)
 
@@ -378,14 +371,16 @@ class Stream:
             raise PlanError(f"dead_letters() is for a read step; {self.node_id!r} is a {node.kind}")
         return self._then(DeadLetterNode)
 
-    def write(self, sink: Sink | str) -> Stream:
+    def write(self, sink: Sink | Endpoint | str) -> Stream:
         """Send this stream to a sink (connector or URI). Returns the stream, so writes chain.
 
         Supports: batch, stream.
         """
         from riverbed.connectors import resolve_sink
 
-        snk = resolve_sink(sink, pipeline=self.pipeline.name) if isinstance(sink, str) else sink
+        snk = resolve_sink(sink, pipeline=self.pipeline.name) if isinstance(sink, str) else sink_of(sink)
+        if not isinstance(snk, Sink):
+            raise PlanError(f"write() takes a sink connector or a URI string, got {sink!r}")
         self._then(WriteNode, sink=snk)
         return self
 

@@ -3,7 +3,7 @@
 * a path, glob or directory: files (format from the extension); any fsspec URL (``s3://``...)
 * ``FILE.duckdb#TABLE`` / ``FILE.sqlite#TABLE`` (``.db``, ``.sqlite3`` too)
 * ``console`` / ``-`` (sinks)
-* ``log:TOPIC`` (the embedded log), ``kafka://HOST:PORT/TOPIC``, ``postgresql://...#TABLE``
+* ``log:TOPIC`` (the embedded log), ``kafka://HOST:PORT/TOPIC``
 """
 
 from __future__ import annotations
@@ -35,11 +35,11 @@ def resolve_source(uri: str, **options: Any) -> Source:
     if uri.startswith("log:"):
         from riverbed.connectors.log import log
 
-        return log(uri[4:], **options)  # type: ignore[return-value]
+        return log(uri[4:], **options).as_source()
     if uri.startswith("kafka://"):
         from riverbed.connectors.kafka import from_uri
 
-        return from_uri(uri, **options)  # type: ignore[no-any-return]
+        return from_uri(uri, **options).as_source()
     path, table = _split_table(uri, None)
     if path.lower().endswith(_DUCK):
         from riverbed.connectors.duckdb import duckdb_table
@@ -54,9 +54,7 @@ def resolve_source(uri: str, **options: Any) -> Source:
             raise ConfigError(f"{uri!r}: name the table, e.g. {path}#my_table")
         return sqlite_table(path, table)
     if uri.startswith(("postgresql://", "postgres://")):
-        from riverbed.connectors.postgres import postgres_table  # type: ignore[import-not-found]
-
-        return postgres_table(uri, **options)  # type: ignore[no-any-return]
+        raise ConfigError(f"{uri!r}: PostgreSQL is not a riverbed connector yet")
     from riverbed.connectors.files import files
 
     return files(uri, **options)
@@ -85,11 +83,11 @@ def resolve_sink(uri: str, *, pipeline: str | None = None, **options: Any) -> Si
     if uri.startswith("log:"):
         from riverbed.connectors.log import log
 
-        return log(uri[4:], **options)  # type: ignore[return-value]
+        return log(uri[4:], **options).as_sink()
     if uri.startswith("kafka://"):
         from riverbed.connectors.kafka import from_uri
 
-        return from_uri(uri, **options)  # type: ignore[no-any-return]
+        return from_uri(uri, **options).as_sink()
     path, table = _split_table(uri, pipeline)
     if path.lower().endswith(_DUCK + _SQLITE):
         table = table or ""  # "": the name of the pipeline that writes there, known at run time
@@ -101,9 +99,7 @@ def resolve_sink(uri: str, *, pipeline: str | None = None, **options: Any) -> Si
 
         return sqlite(path, table, **options)
     if uri.startswith(("postgresql://", "postgres://")):
-        from riverbed.connectors.postgres import postgres  # type: ignore[import-not-found]
-
-        return postgres(uri, **options)  # type: ignore[no-any-return]
+        raise ConfigError(f"{uri!r}: PostgreSQL is not a riverbed connector yet")
     from riverbed.connectors.files_sink import file_sink
 
     fmt = options.pop("format", None)

@@ -13,7 +13,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, Protocol, runtime_checkable
 
 import polars as pl
 
@@ -138,6 +138,26 @@ class Sink(ABC):
     @abstractmethod
     def open(self, ctx: SinkContext) -> SinkWriter:
         """Build a writer for one run."""
+
+
+@runtime_checkable
+class Endpoint(Protocol):
+    """Something that can be read and written, like a log or Kafka topic: ``p.read()`` takes
+    its source half and ``.write()`` its sink half."""
+
+    def as_source(self) -> Source: ...
+
+    def as_sink(self) -> Sink: ...
+
+
+def source_of(obj: Source | Endpoint) -> Source:
+    """The source half of an endpoint, or the source itself."""
+    return obj.as_source() if isinstance(obj, Endpoint) else obj
+
+
+def sink_of(obj: Sink | Endpoint) -> Sink:
+    """The sink half of an endpoint, or the sink itself."""
+    return obj.as_sink() if isinstance(obj, Endpoint) else obj
 
 
 DEAD_LETTER_SCHEMA = pl.Schema(
