@@ -10,6 +10,7 @@ import typer
 from rich.console import Console
 
 from riverbed._errors import RiverbedError
+from riverbed.cli.log_cmd import log_app
 
 app = typer.Typer(
     name="riverbed",
@@ -31,9 +32,7 @@ Params = Annotated[
 ]
 Home = Annotated[
     Path | None,
-    typer.Option(
-        "--home", help="riverbed's data directory [default: $RIVERBED_HOME or ./.riverbed]"
-    ),
+    typer.Option("--home", help="riverbed's data directory [default: $RIVERBED_HOME or ./.riverbed]"),
 ]
 
 
@@ -52,9 +51,7 @@ def run(
         bool | None,
         typer.Option("--progress/--no-progress", help="Progress display [default: on a terminal]."),
     ] = None,
-    max_batch_rows: Annotated[
-        int | None, typer.Option(help="Stream: most rows per micro-batch.")
-    ] = None,
+    max_batch_rows: Annotated[int | None, typer.Option(help="Stream: most rows per micro-batch.")] = None,
     max_wait: Annotated[
         str | None, typer.Option(help="Stream: longest wait to fill a micro-batch, e.g. 50ms.")
     ] = None,
@@ -107,17 +104,15 @@ def plan(
         src = f"  [dim]<- {', '.join(node.inputs)}[/]" if node.inputs else ""
         out.print(f"  [cyan]{node.id}[/]: {node.describe()}{src}", highlight=False)
         schema = schemas.get(node.id)
-        cols = (
-            ", ".join(f"{k}: {v}" for k, v in schema.items()) if schema else "(known at run time)"
-        )
+        cols = ", ".join(f"{k}: {v}" for k, v in schema.items()) if schema else "(known at run time)"
         out.print(f"      [dim]{cols}[/]", highlight=False)
 
 
 @app.command()
 def demo(
-    directory: Annotated[
-        Path, typer.Option("--dir", help="Where to put the demo data and outputs.")
-    ] = Path("riverbed-demo"),
+    directory: Annotated[Path, typer.Option("--dir", help="Where to put the demo data and outputs.")] = Path(
+        "riverbed-demo"
+    ),
     events: Annotated[int, typer.Option(help="Events in the generated day of sales.")] = 1_000_000,
     progress: Annotated[bool, typer.Option("--progress/--no-progress")] = True,
 ) -> None:
@@ -138,17 +133,7 @@ def version() -> None:
     out.print(f"riverbed {__version__}")
 
 
-def _mount_optional() -> None:
-    try:
-        from riverbed.cli.log_cmd import log_app
-    except ImportError:  # pragma: no cover - the log commands ship with the package
-        return
-    app.add_typer(
-        log_app, name="log", help="The embedded replayable log: topics, produce, consume."
-    )
-
-
-_mount_optional()
+app.add_typer(log_app, name="log", help="The embedded replayable log: topics, produce, consume.")
 
 
 def main() -> None:
