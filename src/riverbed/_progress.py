@@ -23,13 +23,11 @@ class Task:
             self._progress.update(self._id, **fields)
 
     def finish(self) -> None:
+        """Mark the bar complete (a spinner becomes a full bar)."""
         if self._progress is not None:
             task = self._progress.tasks[self._id]
-            self._progress.update(
-                self._id,
-                completed=task.total or task.completed,
-                total=task.total or task.completed or 1,
-            )
+            total = task.total if task.total is not None else max(task.completed, 1)
+            self._progress.update(self._id, total=total, completed=total, count="done")
 
 
 class Progress:
@@ -42,15 +40,12 @@ class Progress:
             from rich.console import Console
             from rich.progress import (
                 BarColumn,
-                DownloadColumn,
-                MofNCompleteColumn,
                 SpinnerColumn,
                 TextColumn,
                 TimeElapsedColumn,
             )
             from rich.progress import Progress as RichProgress
 
-            self._columns = (DownloadColumn, MofNCompleteColumn)
             self._rich = RichProgress(
                 SpinnerColumn(),
                 TextColumn("[progress.description]{task.description}"),
