@@ -35,9 +35,7 @@ def test_appends_come_back_in_order_per_partition(
         for rows, keyed in batches:
             ids = list(range(next_id, next_id + rows))
             next_id += rows
-            df = pl.DataFrame(
-                {"id": ids, "k": [i % 5 for i in ids]}, schema={"id": pl.Int64, "k": pl.Int64}
-            )
+            df = pl.DataFrame({"id": ids, "k": [i % 5 for i in ids]}, schema={"id": pl.Int64, "k": pl.Int64})
             results = t.append(df, key="k" if keyed else None)
             assert sum(r.last_offset - r.first_offset + 1 for r in results) == rows
             for r in results:
@@ -110,6 +108,4 @@ def test_key_routing_same_in_every_append() -> None:
         first = t.append(df, key="k")
         second = t.append(df, key="k")
         assert [r.partition for r in first] == [r.partition for r in second]
-        assert_frame_equal(
-            t.read_all().sort("v"), pl.concat([df, df]).sort("v"), check_row_order=False
-        )
+        assert_frame_equal(t.read_all().sort("v"), pl.concat([df, df]).sort("v"), check_row_order=False)

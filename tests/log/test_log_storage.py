@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import sqlite3
 from pathlib import Path
 
@@ -158,17 +159,30 @@ def test_read_bad_positions(log: Log) -> None:
         t.read(0, 0, 0)
 
 
-def test_round_robin_spreads_rows_evenly(log: Log) -> None:
+def test_round_robin_small_appends_rotate_whole(log: Log) -> None:
     t = log.create_topic("t", partitions=4)
-    t.append(frame(0, 10))
-    counts = t.end_offsets()
-    assert sorted(counts.values()) == [2, 2, 3, 3]
-    for i in range(7):  # single rows rotate over the partitions
-        t.append(frame(10 + i, 1))
+    results = [t.append(frame(i * 10, 10)) for i in range(8)]
+    assert all(len(r) == 1 for r in results)  # each small append is one stored batch
+    parts = [r[0].partition for r in results]
+    assert all(b == (a + 1) % 4 for a, b in itertools.pairwise(parts))
+    assert t.end_offsets() == {0: 20, 1: 20, 2: 20, 3: 20}
+    for p in range(4):
+        ids = read_partition(t, p)["id"].to_list()
+        assert ids == sorted(ids)
+
+
+def test_round_robin_big_appends_are_cut_into_slices(log: Log, monkeypatch: pytest.MonkeyPatch) -> None:
+    from riverbed.log import _routing
+
+    monkeypatch.setattr(_routing, "MIN_SLICE_ROWS", 3)
+    monkeypatch.setattr(_routing.split_round_robin, "__defaults__", (3,))
+    t = log.create_topic("t", partitions=4)
+    t.append(frame(0, 10))  # 3 slices of >= 3 rows
+    assert sorted(t.end_offsets().values()) == [0, 3, 3, 4]
+    t.append(frame(10, 30))  # all 4 partitions, near-equal contiguous slices
     ends = t.end_offsets()
-    assert sum(ends.values()) == 17
-    assert max(ends.values()) - min(ends.values()) <= 1
-    # slices are contiguous: each partition holds increasing ids
+    assert sum(ends.values()) == 40
+    assert max(ends.values()) - min(ends.values()) <= 4
     for p in range(4):
         ids = read_partition(t, p)["id"].to_list()
         assert ids == sorted(ids)
@@ -239,9 +253,7 @@ def test_empty_append_is_a_noop(log: Log) -> None:
 def test_nested_and_temporal_types_round_trip(log: Log) -> None:
     df = pl.DataFrame(
         {
-            "ts": pl.datetime_range(
-                pl.datetime(2024, 1, 1), pl.datetime(2024, 1, 3), "1d", eager=True
-            ),
+            "ts": pl.datetime_range(pl.datetime(2024, 1, 1), pl.datetime(2024, 1, 3), "1d", eager=True),
             "tags": [["a"], [], ["b", "c"]],
             "info": [{"x": 1, "y": "p"}, {"x": 2, "y": None}, None],
             "cat": pl.Series(["u", "v", "u"], dtype=pl.Categorical),
@@ -254,9 +266,7 @@ def test_nested_and_temporal_types_round_trip(log: Log) -> None:
     assert_frame_equal(out.sort("ts"), df)
 
 
-def test_large_append_is_split_into_bounded_blobs(
-    log: Log, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_large_append_is_split_into_bounded_blobs(log: Log, monkeypatch: pytest.MonkeyPatch) -> None:
     from riverbed.log import _topic
 
     monkeypatch.setattr(_topic, "_MAX_BLOB_BYTES", 1_000)
@@ -287,9 +297,10 @@ def test_group_positions_persist(tmp_path: Path) -> None:
 
 def test_commit_validation(log: Log) -> None:
     t = log.create_topic("t", partitions=2)
-    t.append(frame(0, 4))
-    with pytest.raises(ConfigError, match=r"cannot commit offset 3; expected 0..2"):
-        t.commit("g", {0: 3})
+    t.append(frame(0, 4))  # a small append: one partition
+    full = next(p for p, end in t.end_offsets().items() if end == 4)
+    with pytest.raises(ConfigError, match=r"cannot commit offset 5; expected 0\.\.4"):
+        t.commit("g", {full: 5})
     with pytest.raises(ConfigError, match=r"partitions 0\.\.1"):
         t.commit("g", {5: 0})
     with pytest.raises(ConfigError, match="non-empty name"):
@@ -312,7 +323,8 @@ def test_retention_by_age(log: Log) -> None:
     with pytest.raises(SourceError, match="removed by retention; the partition now starts at 10"):
         t.read(0, 0)
     # offsets keep counting after everything expired
-    assert t.append(frame(20, 2)) == [(0, 10, 10), (1, 10, 10)]
+    (result,) = t.append(frame(20, 2))
+    assert (result.first_offset, result.last_offset) == (10, 11)
 
 
 def test_retention_by_size_drops_oldest_batches(log: Log) -> None:

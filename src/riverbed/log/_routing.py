@@ -16,6 +16,9 @@ import polars as pl
 
 from riverbed._errors import PlanError
 
+MIN_SLICE_ROWS = 4_096
+"""Without a key, appends are cut into slices of at least this many rows (see below)."""
+
 _U64 = pl.UInt64
 _GOLDEN = 0x9E3779B97F4A7C15
 _MUL1 = 0xBF58476D1CE4E5B9
@@ -97,17 +100,26 @@ def split_by_key(df: pl.DataFrame, key: str, partitions: int) -> list[tuple[int,
 
 
 def split_round_robin(
-    df: pl.DataFrame, partitions: int, start: int
+    df: pl.DataFrame, partitions: int, start: int, min_slice_rows: int = MIN_SLICE_ROWS
 ) -> tuple[list[tuple[int, pl.DataFrame]], int]:
-    """Cut ``df`` into contiguous, near-equal slices, one per partition from ``start``.
+    """Spread an append without a key over the partitions, from partition ``start``.
 
-    Slices are zero-copy. Returns the slices and the partition the next append starts at, so
-    tiny appends (fewer rows than partitions) still spread evenly.
+    An append of fewer than ``2 * min_slice_rows`` rows goes whole to partition ``start``
+    (one stored batch, like Kafka's sticky partitioner); a bigger one is cut into contiguous,
+    near-equal, zero-copy slices of at least ``min_slice_rows`` rows, one per partition, up
+    to all of them. Returns the slices and the partition the next append starts at, so that
+    over many appends every partition gets its share.
+
+    Examples
+    --------
+    >>> df = pl.DataFrame({"x": range(10)})
+    >>> [(p, f.height) for p, f in split_round_robin(df, 4, 1, min_slice_rows=3)[0]]
+    [(1, 4), (2, 3), (3, 3)]
     """
     n = df.height
     if n == 0:
         return [], start
-    used = min(n, partitions)
+    used = min(partitions, max(1, n // min_slice_rows))
     size, extra = divmod(n, used)
     out: list[tuple[int, pl.DataFrame]] = []
     pos = 0

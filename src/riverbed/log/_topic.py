@@ -191,8 +191,9 @@ class Topic:
         """Append ``df`` durably; return where its rows went, one entry per partition.
 
         Rows are routed by a stable hash of column ``key`` (rows with equal keys always land
-        in the same partition, in order), or, without a key, cut into contiguous slices
-        spread round-robin over the partitions. When this returns, the rows have survived a
+        in the same partition, in order), or, without a key, round-robin: a small append goes
+        whole to the next partition, a big one (8192+ rows) is cut into contiguous slices
+        spread over the partitions. When this returns, the rows have survived a
         crash of this process. The first append fixes the topic's schema; later appends must
         match it (columns may come in another order).
 
