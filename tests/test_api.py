@@ -364,3 +364,19 @@ def test_union_widens_types_and_refuses_text_merges() -> None:
     with pytest.raises(rb.PlanError, match="disagree on the type of 'ts'") as err:
         p.validate()
     assert "ts (Int64)" in str(err.value) and "ts (String)" in str(err.value)
+
+
+@pytest.mark.parametrize("mode", ["batch", "stream"])
+def test_events_without_an_event_time_are_dead_letters(mode: str, tmp_path: Path) -> None:
+    df = SALES.with_columns(ts=pl.when(pl.col("store_id") == 2).then(None).otherwise(pl.col("ts")))
+    p = rb.Pipeline("untimed")
+    out, dead = rb.testing.collect(), rb.testing.collect()
+    s = p.read(src(df), event_time="ts")
+    s.window(rb.tumbling("1m")).agg(n=rb.count()).write(out)
+    s.dead_letters().write(dead)
+    result = p.run(mode=mode, progress=False, home=tmp_path)  # type: ignore[arg-type]
+    assert out.frame().select("window_start", "n").sort("window_start").rows() == [(0, 1), (60_000, 2)]
+    assert dead.frame()["field"].to_list() == ["ts"]
+    assert "is null" in dead.frame()["error"][0] and '"store_id":2' in dead.frame()["raw"][0]
+    assert result.rows_read == {"read_1": 4}
+    assert result.dead_letters == {"read_1": 1}

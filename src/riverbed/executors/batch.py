@@ -103,6 +103,21 @@ def window_aggregate(lf: pl.LazyFrame, node: WindowAggNode, et: str, et_type: pl
     )
 
 
+def _split_null_event_time(node: ReadNode, lf: pl.LazyFrame) -> tuple[pl.LazyFrame, pl.LazyFrame]:
+    """Rows with an event time, and dead letters for those without one (as stream mode does:
+    an event with no time belongs to no window)."""
+    assert node.event_time is not None
+    t = pl.col(node.event_time)
+    letters = lf.filter(t.is_null()).select(
+        source=pl.lit(node.source.describe()),
+        position=pl.lit("batch"),
+        field=pl.lit(node.event_time),
+        error=pl.lit(f"event-time column {node.event_time!r} is null"),
+        raw=pl.struct(pl.all()).struct.json_encode(),
+    )
+    return lf.filter(t.is_not_null()), letters
+
+
 def _check_window_columns(node: WindowAggNode, et: str, schema: pl.Schema) -> None:
     """Columns a window step needs, checked again once the schema is known at run time
     (validation cannot see through map_rows/map_batches without a declared schema)."""
@@ -139,11 +154,14 @@ def run_batch(pipeline: Pipeline, *, progress: bool | None, home: Path) -> RunRe
         resolve_schemas(plan, ctx)
         frames: dict[str, pl.LazyFrame] = {}
         dead: dict[str, pl.DataFrame | None] = {}
+        no_time: dict[str, pl.LazyFrame] = {}  # rows without an event time: dead letters
         for node in plan.nodes:
             inputs = [frames[i] for i in node.inputs]
             if isinstance(node, ReadNode):
                 ctx.step = node.id
                 frames[node.id], dead[node.id] = read_all(node.source, ctx)
+                if node.event_time is not None:
+                    frames[node.id], no_time[node.id] = _split_null_event_time(node, frames[node.id])
             elif isinstance(node, FilterNode | WithColumnsNode | SelectNode):
                 frames[node.id] = apply_stateless(node, inputs[0])
             elif isinstance(node, MapBatchesNode):
@@ -164,9 +182,9 @@ def run_batch(pipeline: Pipeline, *, progress: bool | None, home: Path) -> RunRe
                 frames[node.id] = pl.LazyFrame(schema=window_input.collect_schema())
             elif isinstance(node, DeadLetterNode):
                 letters = dead.get(node.inputs[0])
-                frames[node.id] = (
-                    letters.lazy() if letters is not None else pl.LazyFrame(schema=DEAD_LETTER_SCHEMA)
-                )
+                parsed = letters.lazy() if letters is not None else pl.LazyFrame(schema=DEAD_LETTER_SCHEMA)
+                untimed = no_time.get(node.inputs[0])
+                frames[node.id] = parsed if untimed is None else pl.concat([parsed, untimed])
             elif isinstance(node, DedupeNode):
                 et = plan.event_time(node.inputs[0])
                 if et is None:
@@ -182,13 +200,18 @@ def run_batch(pipeline: Pipeline, *, progress: bool | None, home: Path) -> RunRe
         writes = plan.writes()
         reads = [n for n in plan.nodes if isinstance(n, ReadNode)]
         queries = [frames[w.id] for w in writes] + [frames[r.id].select(pl.len().alias("n")) for r in reads]
+        queries += list(no_time.values())
         spinner = prog.task("run query", total=None)
         try:
             outs = pl.collect_all(queries, engine="streaming")
         except pl.exceptions.PolarsError as exc:
             raise SourceError(f"pipeline {plan.name!r} failed: {exc}") from exc
         spinner.finish()
-        for r, counted in zip(reads, outs[len(writes) :], strict=True):
+        for read_id, rejected in zip(no_time, outs[len(writes) + len(reads) :], strict=True):
+            if rejected.height:
+                earlier = dead.get(read_id)
+                dead[read_id] = rejected if earlier is None else pl.concat([earlier, rejected])
+        for r, counted in zip(reads, outs[len(writes) : len(writes) + len(reads)], strict=True):
             letters = dead.get(r.id)
             n_dead = 0 if letters is None else letters.height
             result.rows_read[r.id] = int(counted["n"][0]) + n_dead
