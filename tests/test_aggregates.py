@@ -128,16 +128,12 @@ def final(df: pl.DataFrame, aggs: dict[str, Agg]) -> pl.DataFrame:
 
 
 def partial(df: pl.DataFrame, aggs: dict[str, Agg]) -> pl.DataFrame:
-    return df.group_by("k", maintain_order=True).agg(
-        *(e for n, a in aggs.items() for e in a.partial(n))
-    )
+    return df.group_by("k", maintain_order=True).agg(*(e for n, a in aggs.items() for e in a.partial(n)))
 
 
 def merge(states: list[pl.DataFrame], aggs: dict[str, Agg]) -> pl.DataFrame:
     both = pl.concat(states, how="vertical")
-    return both.group_by("k", maintain_order=True).agg(
-        *(e for n, a in aggs.items() for e in a.merge(n))
-    )
+    return both.group_by("k", maintain_order=True).agg(*(e for n, a in aggs.items() for e in a.merge(n)))
 
 
 def finish(state: pl.DataFrame, aggs: dict[str, Agg]) -> pl.DataFrame:
