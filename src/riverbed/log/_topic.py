@@ -27,6 +27,7 @@ __all__ = ["Topic"]
 logger = logging.getLogger("riverbed.log")
 
 _TAIL_CHECK = 3  # newest batches per partition verified when a topic is opened
+_CHECKED_TAILS: dict[tuple[str, int], tuple[int, int]] = {}  # (db, partition) -> newest batch
 _MAX_BLOB_BYTES = 64 << 20
 _RETENTION_EVERY_MS = 1_000
 
@@ -548,11 +549,26 @@ class Topic:
         )
 
     def _repair_tail(self) -> None:
-        """Cut a damaged tail: the newest bad batch among the last few, and all after it."""
+        """Cut a damaged tail: the newest bad batch among the last few, and all after it.
+
+        A tail this process already checked (same newest batch, same checksum) is not read
+        again, so opening many readers of one topic stays cheap.
+        """
+        with self._txn() as conn:
+            rows = conn.execute(
+                "SELECT partition, base_offset, crc32 FROM batches b WHERE base_offset = "
+                "(SELECT MAX(base_offset) FROM batches WHERE partition = b.partition)"
+            ).fetchall()
+        newest = {p: (base, crc) for p, base, crc in rows}
         for p in range(self.partitions):
+            key = (str(self.path), p)
+            if p in newest and _CHECKED_TAILS.get(key) == newest[p]:
+                continue
             bad = self._check_batches(p, _TAIL_CHECK)
             if bad is not None:
                 self._cut(p, bad, "damaged batch at the tail")
+            elif p in newest:
+                _CHECKED_TAILS[key] = newest[p]
 
     def verify(self, *, repair: bool = False) -> dict[int, int]:
         """Check every stored batch; return ``{partition: first damaged offset}``.
