@@ -39,13 +39,13 @@ def test_api_and_plan_do_not_import_runtime(name: str) -> None:
 
 
 def test_executors_do_not_import_cli() -> None:
-    for path in (SRC / "executors").glob("*.py"):
+    for path in (SRC / "executors").rglob("*.py"):
         bad = {i for i in module_level_imports(path) if i.startswith("riverbed.cli")}
         assert not bad, f"{path.name} imports {sorted(bad)}"
 
 
 def test_connectors_do_not_import_executors_or_cli() -> None:
-    for path in (SRC / "connectors").glob("*.py"):
+    for path in (SRC / "connectors").rglob("*.py"):
         bad = {
             i
             for i in module_level_imports(path)
