@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import inspect
 import json
 from collections.abc import Callable
@@ -317,7 +318,7 @@ def resolve_schemas(plan: Plan, ctx: SourceContext) -> dict[str, pl.Schema | Non
         elif first is None:
             out[node.id] = None
         elif isinstance(node, FilterNode | WithColumnsNode | SelectNode):
-            out[node.id] = _probe(node, first, lambda lf, n=node: apply_stateless(n, lf))
+            out[node.id] = _probe(node, first, functools.partial(apply_stateless, node))
         elif isinstance(node, MapBatchesNode | MapRowsNode):
             out[node.id] = node.schema
             if node.schema is None and isinstance(node, MapBatchesNode):

@@ -116,7 +116,7 @@ def run_demo(directory: Path, *, events: int, progress: bool, console: Console) 
     for store, revenue, orders, avg, products in top:
         table.add_row(str(store), f"{revenue:,.2f}", f"{orders:,}", f"{avg:,.2f}", f"{products:,}")
     console.print(table)
-    console.print(result.summary(), highlight=False)  # type: ignore[attr-defined]
+    console.print(result.summary(), highlight=False)
     console.print(
         f"\nOutputs: DuckDB {warehouse} (tables daily_store_revenue, hourly_region_revenue), "
         f"{directory / 'refunds.parquet'}.\n"

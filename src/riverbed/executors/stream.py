@@ -378,8 +378,12 @@ class _Job:
                 out[node.id] = out[src_id].lazy().select(*exprs)
             elif isinstance(node, MapBatchesNode | MapRowsNode):
                 src = rows(src_id)
-                fn = apply_map_batches if isinstance(node, MapBatchesNode) else apply_map_rows
-                df = fn(node, _hidden(src)) if src.height else pl.DataFrame()
+                if not src.height:
+                    df = pl.DataFrame()
+                elif isinstance(node, MapBatchesNode):
+                    df = apply_map_batches(node, _hidden(src))
+                else:
+                    df = apply_map_rows(node, _hidden(src))
                 if df.height:
                     self.map_schemas[node.id] = df.schema
                 else:  # a batch the function emptied: the columns it gives when it gives rows
@@ -527,7 +531,7 @@ def run_stream(
         on_batch=on_batch,
     )
     deadline = None if stop_after is None else time.monotonic() + to_ms(stop_after) / 1000
-    restore: list[tuple[int, Any]] = []
+    restore: list[tuple[signal.Signals, Any]] = []
     if threading.current_thread() is threading.main_thread():
         for sig in (signal.SIGINT, signal.SIGTERM):
             restore.append((sig, signal.signal(sig, lambda *_: stop.set())))
