@@ -56,8 +56,6 @@ def test_connectors_do_not_import_executors_or_cli() -> None:
 
 def test_modules_stay_small() -> None:
     big = {
-        str(p.relative_to(SRC)): n
-        for p in SRC.rglob("*.py")
-        if (n := len(p.read_text().splitlines())) > 700
+        str(p.relative_to(SRC)): n for p in SRC.rglob("*.py") if (n := len(p.read_text().splitlines())) > 700
     }
     assert not big, f"modules over 700 lines (split them): {big}"

@@ -122,9 +122,7 @@ def test_stream_matches_reference_model(
 @given(events=event_streams(max_jitter=12))
 def test_stream_equals_batch_when_nothing_is_late(window: str, events: list[dict[str, Any]]) -> None:
     # a max_delay larger than any disorder makes every event on time
-    rows, late = run_reference(
-        events, window=WINDOWS[window][1], by=["k"], aggs=AGGS, max_delay=20
-    )
+    rows, late = run_reference(events, window=WINDOWS[window][1], by=["k"], aggs=AGGS, max_delay=20)
     assert not late
     p, _, _ = build(events, window, delay=20)
     outputs = assert_same_results(p, batch_sizes=[1, 7, None])

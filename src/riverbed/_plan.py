@@ -220,22 +220,18 @@ def _fmt_cols(schema: pl.Schema) -> str:
     return ", ".join(f"{k} ({v})" for k, v in schema.items())
 
 
-def _probe(
-    node: Node, schema: pl.Schema, build: Callable[[pl.LazyFrame], pl.LazyFrame]
-) -> pl.Schema:
+def _probe(node: Node, schema: pl.Schema, build: Callable[[pl.LazyFrame], pl.LazyFrame]) -> pl.Schema:
     try:
         return build(pl.LazyFrame(schema=schema)).collect_schema()
     except pl.exceptions.ColumnNotFoundError as exc:
         first = str(exc).splitlines()[0]
         raise PlanError(
-            f"step {node.id!r} ({node.describe()}): {first}\n"
-            f"  columns available there: {_fmt_cols(schema)}"
+            f"step {node.id!r} ({node.describe()}): {first}\n  columns available there: {_fmt_cols(schema)}"
         ) from None
     except (pl.exceptions.PolarsError, TypeError, ValueError) as exc:
         first = str(exc).splitlines()[0]
         raise PlanError(
-            f"step {node.id!r} ({node.describe()}): {first}\n"
-            f"  columns available there: {_fmt_cols(schema)}"
+            f"step {node.id!r} ({node.describe()}): {first}\n  columns available there: {_fmt_cols(schema)}"
         ) from None
 
 

@@ -60,9 +60,7 @@ class ScriptedSource(Source):
     bounded: bool = True
     name: str = "scripted"
 
-    capabilities: ClassVar[Capabilities] = Capabilities(
-        bounded=True, unbounded=True, replayable=True
-    )
+    capabilities: ClassVar[Capabilities] = Capabilities(bounded=True, unbounded=True, replayable=True)
 
     def describe(self) -> str:
         return f"{self.name} ({len(self.scripts)} partition(s))"
@@ -299,12 +297,14 @@ def assert_same_results(
                 got = _latest(got, [*src.by, "window_start"])
             try:
                 assert_frame_equal(
-                    _canonical(got), expected[step], check_exact=False, rel_tol=rel_tol,
+                    _canonical(got),
+                    expected[step],
+                    check_exact=False,
+                    rel_tol=rel_tol,
                     check_dtypes=bool(got.height and expected[step].height),
                 )
             except AssertionError as exc:
                 raise ResultsDiffer(
-                    f"step {step!r}: stream mode (max_batch_rows={size}) differs from batch "
-                    f"mode:\n{exc}"
+                    f"step {step!r}: stream mode (max_batch_rows={size}) differs from batch mode:\n{exc}"
                 ) from None
     return expected

@@ -95,8 +95,7 @@ def run_demo(directory: Path, *, events: int, progress: bool, console: Console) 
     data = directory / "sales"
     warehouse = directory / "warehouse.duckdb"
     console.print(
-        f"[bold]riverbed demo[/]: generating {events:,} sales events for "
-        f"{DEMO_DAY:%Y-%m-%d} in {data}/ ...",
+        f"[bold]riverbed demo[/]: generating {events:,} sales events for {DEMO_DAY:%Y-%m-%d} in {data}/ ...",
         highlight=False,
     )
     generate_day(data, events)

@@ -61,8 +61,7 @@ class TableWriter(SinkWriter):
             missing = [k for k in self.key if k not in df.columns]
             if missing:
                 raise SinkError(
-                    f"sink table {self.table!r}: key column(s) {missing} not in the rows "
-                    f"({df.columns})"
+                    f"sink table {self.table!r}: key column(s) {missing} not in the rows ({df.columns})"
                 )
             df = df.unique(subset=list(self.key), keep="last", maintain_order=True)
         try:
