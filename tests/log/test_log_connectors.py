@@ -13,8 +13,17 @@ from polars.testing import assert_frame_equal
 
 import riverbed as rb
 from riverbed._errors import ConfigError, SourceError
-from riverbed.connectors.base import SinkContext, SourceContext
-from riverbed.connectors.log import LogReader, LogSink, LogSource, LogTopic, LogWriter, log
+from riverbed.connectors.base import Endpoint, SinkContext, SourceContext
+from riverbed.connectors.log import (
+    LogReader,
+    LogSink,
+    LogSource,
+    LogTopic,
+    LogWriter,
+    log,
+    log_sink,
+    log_source,
+)
 from riverbed.log import Log
 
 
@@ -222,23 +231,25 @@ def test_sink_schema_mismatch_fails_the_commit(home: Path) -> None:
 # -- log(): both ways -------------------------------------------------------------------------
 
 
-def test_log_topic_is_a_source_and_a_sink(tmp_path: Path) -> None:
-    t = log("events", partitions=2, key="store", home=tmp_path, metadata=True)
+def test_log_topic_is_an_endpoint(tmp_path: Path) -> None:
+    t = log("events", partitions=2, key="store", home=tmp_path, metadata=True, group="g")
     assert isinstance(t, LogTopic)
-    assert isinstance(t, rb.connectors.base.Source)
-    assert isinstance(t, rb.connectors.base.Sink)
+    assert isinstance(t, Endpoint)
+    assert t.describe() == "log:events"
     assert pickle.loads(pickle.dumps(t)) == t
-    writer = t.open(SinkContext(home=Path("ignored")))  # home= wins over the context
+    assert t.as_sink() == LogSink("events", key="store", partitions=2, home=str(tmp_path))
+    assert t.as_source() == LogSource("events", home=str(tmp_path), group="g", metadata=True)
+    assert log_sink("events", partitions=2, key="store", home=tmp_path) == t.as_sink()
+    src = log_source("events", home=tmp_path, group="g", metadata=True)
+    assert src == t.as_source()
+    writer = t.as_sink().open(SinkContext(home=Path("ignored")))  # home= wins over the context
     writer.write(frame(0, 6))
     writer.commit(0)
     writer.close()
-    assert t.partitions(batch_ctx(Path("ignored"))) == ["0", "1"]
-    reader = t.open("0", None, batch_ctx(Path("ignored")))
-    got = drain(reader)
+    assert src.partitions(batch_ctx(Path("ignored"))) == ["0", "1"]
+    got = pl.concat([drain(src.open(p, None, batch_ctx(tmp_path))) for p in ("0", "1")])
     assert got.columns == ["id", "store", "_partition", "_offset", "_timestamp"]
-    assert t.schema(batch_ctx(tmp_path)) == got.schema
-    with pytest.raises(TypeError, match=r"LogTopic\.open takes"):
-        t.open(42)  # type: ignore[call-overload]
+    assert src.schema(batch_ctx(tmp_path)) == got.schema
 
 
 def test_log_validates_early() -> None:
@@ -246,6 +257,10 @@ def test_log_validates_early() -> None:
         log("no/slashes")
     with pytest.raises(ConfigError, match="partitions must be a positive int"):
         log("ok", partitions=0)
+    with pytest.raises(ConfigError, match="invalid topic name"):
+        log_source("")
+    with pytest.raises(ConfigError, match="partitions must be a positive int"):
+        log_sink("ok", partitions=-1)
 
 
 # -- through pipelines ------------------------------------------------------------------------
@@ -283,3 +298,20 @@ def test_stream_pipeline_follows_the_log(home: Path) -> None:
     # only keeps a broken run from hanging; the assertion below is what the test checks)
     p.run(mode="stream", progress=False, home=home, stop=stop, stop_after="20s", on_batch=on_batch)
     assert sorted(out.frame()["id"].to_list()) == list(range(10))
+
+
+def test_group_behind_retention_continues_at_the_oldest_record(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    with Log(tmp_path) as lg:
+        t = lg.create_topic("t", retention_ms=1_000)
+        t.append(frame(0, 5))
+        t.commit("g", {0: 1})
+        t.apply_retention(now_ms=t.read_all(metadata=True)["_timestamp"].dt.epoch("ms")[0] + 5_000)
+        t.append(frame(5, 2))
+    with caplog.at_level("WARNING", logger="riverbed.log"):
+        reader = LogSource("t", group="g").open("0", None, stream_ctx(tmp_path))
+    assert "group 'g' was at offset 1, removed by retention; continuing at 5" in caplog.text
+    batch = reader.next_batch(10, 0.0)
+    assert batch is not None and batch["id"].to_list() == [5, 6]
+    reader.close()

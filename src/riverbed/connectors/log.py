@@ -6,17 +6,20 @@
 * :class:`LogSink` appends to a topic, routing rows by ``key`` (or round-robin); the rows of
   an epoch and the epoch number are written in one transaction, so the sink is exactly-once.
 * :func:`log` builds a :class:`LogTopic`, usable as either (``p.read(log("orders"))``,
-  ``s.write(log("orders", key="store_id"))``), which is what ``log:TOPIC`` URIs resolve to.
+  ``s.write(log("orders", key="store_id"))``) through its ``as_source()`` / ``as_sink()``
+  halves, which is also what ``log:TOPIC`` URIs resolve to; :func:`log_source` and
+  :func:`log_sink` build one half.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar, overload
+from typing import Any, ClassVar
 
 import polars as pl
 
@@ -33,7 +36,9 @@ from riverbed.connectors.base import (
 from riverbed.log import Log, Topic
 from riverbed.log._sqlite import check_name
 
-__all__ = ["LogSink", "LogSource", "LogTopic", "log"]
+logger = logging.getLogger("riverbed.log")
+
+__all__ = ["LogSink", "LogSource", "LogTopic", "log", "log_sink", "log_source"]
 
 _METADATA_DTYPES: dict[str, pl.DataType] = {
     "_partition": pl.Int32(),
@@ -120,10 +125,22 @@ class LogSource(Source):
                 start = int(resume)
             else:
                 committed = topic.committed(self.group) if self.group else {}
-                if index in committed:
+                oldest = topic.start_offsets()[index]
+                if index in committed and committed[index] < oldest:
+                    logger.warning(
+                        "log:%s partition %d: group %r was at offset %d, removed by retention; "
+                        "continuing at %d",
+                        self.topic,
+                        index,
+                        self.group,
+                        committed[index],
+                        oldest,
+                    )
+                    start = oldest
+                elif index in committed:
                     start = committed[index]
                 elif self.from_beginning:
-                    start = topic.start_offsets()[index]
+                    start = oldest
                 else:
                     start = topic.end_offsets()[index]
             stop = topic.end_offsets()[index] if ctx.mode == "batch" else None
@@ -273,69 +290,79 @@ class LogWriter(SinkWriter):
 
 
 @dataclass(frozen=True)
-class LogTopic(Source, Sink):
-    """A topic usable as a source and as a sink; see :func:`log`.
+class LogTopic:
+    """A topic usable both as a source and as a sink (what :func:`log` returns).
 
-    Supports: batch, stream.
+    ``p.read(topic)`` takes :meth:`as_source`, ``.write(topic)`` takes :meth:`as_sink`.
     """
 
-    topic: str
-    num_partitions: int | None = None
-    key: str | None = None
-    home: str | None = None
-    group: str | None = None
-    from_beginning: bool = True
-    metadata: bool = False
-
-    capabilities: ClassVar[Capabilities] = Capabilities(
-        bounded=True, unbounded=True, replayable=True, exactly_once=True
-    )
+    source: LogSource
+    sink: LogSink
 
     def as_source(self) -> LogSource:
-        """The reading half."""
-        return LogSource(
-            self.topic,
-            home=self.home,
-            group=self.group,
-            from_beginning=self.from_beginning,
-            metadata=self.metadata,
-        )
+        """The topic as a :class:`LogSource`."""
+        return self.source
 
     def as_sink(self) -> LogSink:
-        """The writing half."""
-        return LogSink(self.topic, key=self.key, partitions=self.num_partitions, home=self.home)
+        """The topic as a :class:`LogSink`."""
+        return self.sink
 
     def describe(self) -> str:
-        return f"log:{self.topic}"
+        """``log:TOPIC``."""
+        return f"log:{self.source.topic}"
 
-    def schema(self, ctx: SourceContext) -> pl.Schema:
-        return self.as_source().schema(ctx)
 
-    def partitions(self, ctx: SourceContext) -> list[str]:
-        return self.as_source().partitions(ctx)
+def _check(topic: str, partitions: int | None) -> None:
+    check_name(topic)
+    if partitions is not None and (isinstance(partitions, bool) or partitions < 1):
+        raise ConfigError(f"log({topic!r}): partitions must be a positive int, got {partitions!r}")
 
-    def scan(self, ctx: SourceContext) -> tuple[pl.LazyFrame, pl.DataFrame | None] | None:
-        return self.as_source().scan(ctx)
 
-    def commit_positions(self, positions: Mapping[str, Any], ctx: SourceContext) -> None:
-        """See :meth:`LogSource.commit_positions`."""
-        self.as_source().commit_positions(positions, ctx)
+def _home_str(home: str | os.PathLike[str] | None) -> str | None:
+    return None if home is None else os.fspath(home)
 
-    @overload
-    def open(self, ctx: SinkContext, /) -> SinkWriter: ...
 
-    @overload
-    def open(self, partition: str, resume: Any, ctx: SourceContext) -> SourceReader: ...
+def log_source(
+    topic: str,
+    *,
+    home: str | os.PathLike[str] | None = None,
+    group: str | None = None,
+    from_beginning: bool = True,
+    metadata: bool = False,
+) -> LogSource:
+    """Read a topic of the embedded log; see :func:`log` for the parameters.
 
-    def open(self, partition: Any = None, resume: Any = None, ctx: Any = None) -> SourceReader | SinkWriter:
-        """``open(sink_ctx)`` builds a writer; ``open(partition, resume, source_ctx)`` a reader."""
-        if isinstance(partition, SinkContext):
-            return self.as_sink().open(partition)
-        if isinstance(ctx, SinkContext) and partition is None:
-            return self.as_sink().open(ctx)
-        if isinstance(partition, str) and isinstance(ctx, SourceContext):
-            return self.as_source().open(partition, resume, ctx)
-        raise TypeError("LogTopic.open takes (SinkContext) or (partition: str, resume, SourceContext)")
+    Examples
+    --------
+    >>> log_source("orders", group="billing").describe()
+    'log:orders (group billing)'
+    """
+    _check(topic, None)
+    return LogSource(
+        topic,
+        home=_home_str(home),
+        group=group,
+        from_beginning=from_beginning,
+        metadata=metadata,
+    )
+
+
+def log_sink(
+    topic: str,
+    *,
+    partitions: int | None = None,
+    key: str | None = None,
+    home: str | os.PathLike[str] | None = None,
+) -> LogSink:
+    """Append to a topic of the embedded log; see :func:`log` for the parameters.
+
+    Examples
+    --------
+    >>> log_sink("orders", key="store_id").describe()
+    'log:orders (key store_id)'
+    """
+    _check(topic, partitions)
+    return LogSink(topic, key=key, partitions=partitions, home=_home_str(home))
 
 
 def log(
@@ -373,16 +400,11 @@ def log(
     >>> t = log("orders", partitions=4, key="store_id")
     >>> t.describe(), t.as_sink().partitions, t.as_source().from_beginning
     ('log:orders', 4, True)
+    >>> import riverbed as rb
+    >>> p = rb.Pipeline("copy")
+    >>> _ = p.read(log("orders")).write(log("orders_copy", key="store_id"))
     """
-    check_name(topic)
-    if partitions is not None and (isinstance(partitions, bool) or partitions < 1):
-        raise ConfigError(f"log({topic!r}): partitions must be a positive int, got {partitions!r}")
     return LogTopic(
-        topic,
-        num_partitions=partitions,
-        key=key,
-        home=None if home is None else os.fspath(home),
-        group=group,
-        from_beginning=from_beginning,
-        metadata=metadata,
+        source=log_source(topic, home=home, group=group, from_beginning=from_beginning, metadata=metadata),
+        sink=log_sink(topic, partitions=partitions, key=key, home=home),
     )
