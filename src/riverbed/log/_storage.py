@@ -63,13 +63,15 @@ class Log:
     Examples
     --------
     >>> import tempfile
-    >>> log = Log(tempfile.mkdtemp())
+    >>> home = tempfile.TemporaryDirectory()
+    >>> log = Log(home.name)
     >>> _ = log.create_topic("orders", partitions=4, retention_ms="7d")
     >>> log.topics()
     ['orders']
     >>> log.topic("orders").partitions
     4
     >>> log.close()
+    >>> home.cleanup()
     """
 
     def __init__(self, home: str | os.PathLike[str] | None = None, *, durable: bool = True):

@@ -43,7 +43,8 @@ class Topic:
     --------
     >>> import tempfile
     >>> from riverbed.log import Log
-    >>> log = Log(tempfile.mkdtemp())
+    >>> home = tempfile.TemporaryDirectory()
+    >>> log = Log(home.name)
     >>> t = log.create_topic("orders", partitions=2)
     >>> df = pl.DataFrame({"id": [1, 2, 3], "store": ["a", "b", "a"]})
     >>> [tuple(r) for r in t.append(df, key="store")]  # (partition, first, last offset)
@@ -56,6 +57,7 @@ class Topic:
     >>> t.committed("billing")
     {0: 2}
     >>> log.close()
+    >>> home.cleanup()
     """
 
     def __init__(self, name: str, path: Path, *, durable: bool = True) -> None:
@@ -212,9 +214,11 @@ class Topic:
         --------
         >>> import tempfile
         >>> from riverbed.log import Log
-        >>> t = Log(tempfile.mkdtemp()).create_topic("clicks")
+        >>> home = tempfile.TemporaryDirectory()
+        >>> t = Log(home.name).create_topic("clicks")
         >>> t.append(pl.DataFrame({"user": ["u1", "u2"]}))
         [AppendResult(partition=0, first_offset=0, last_offset=1)]
+        >>> t.close(); home.cleanup()
         """
         if epoch is not None and (not isinstance(epoch[0], str) or not isinstance(epoch[1], int)):
             raise ConfigError(f"epoch must be (writer_id: str, epoch: int), got {epoch!r}")
@@ -324,10 +328,12 @@ class Topic:
         --------
         >>> import tempfile
         >>> from riverbed.log import Log
-        >>> t = Log(tempfile.mkdtemp()).create_topic("t")
+        >>> home = tempfile.TemporaryDirectory()
+        >>> t = Log(home.name).create_topic("t")
         >>> _ = t.append(pl.DataFrame({"x": [10, 11, 12]}))
         >>> t.read(0, 1, metadata=True).select("x", "_offset").rows()
         [(11, 1), (12, 2)]
+        >>> t.close(); home.cleanup()
         """
         self._check_partition(partition)
         if max_rows < 1:
