@@ -75,29 +75,29 @@ class WindowState:
         lf = rows.lazy().with_columns(event_time_expr(self.et, self.et_type).alias(T))
         spec = self.node.window
         if isinstance(spec, Tumbling):
-            partial, late = self._tumbling(lf, spec)
-            late_assignments = late.height
-            if partial.height:
-                self._merge_partial(partial)
-        else:
-            df = lf.collect()
-            if isinstance(spec, Session):
-                on_time, late = self._split_session(df)
-                if on_time.height:
-                    self._merge_sessions(on_time)
-            else:
-                on_time, late, late_assignments = self._split_sliding(df)
-                if on_time.height:
-                    self._merge_partial(self._partial(on_time))
-        return Emitted(self._emit(job_wm, final, self._changed), late, late_assignments)
+            # one query per micro-batch: assign, split late rows, aggregate, fold into the
+            # open windows, emit the closed ones
+            partial_q, late_q = self._tumbling(lf, spec)
+            emitted, late = self._fold_and_emit(partial_q, job_wm, final, extra=late_q)
+            assert late is not None
+            return Emitted(emitted, late, late.height)
+        df = lf.collect()
+        if isinstance(spec, Session):
+            on_time, late = self._split_session(df)
+            if on_time.height:
+                self._merge_sessions(on_time)
+            return Emitted(self._emit(job_wm, final, self._changed), late, 0)
+        on_time, late, late_assignments = self._split_sliding(df)
+        emitted, _ = self._fold_and_emit(self._partial(on_time).lazy(), job_wm, final)
+        return Emitted(emitted, late, late_assignments)
 
     def _partial(self, on_time: pl.DataFrame | pl.LazyFrame) -> pl.DataFrame:
         q = on_time.lazy().group_by(self.keys).agg(*(e for n, a in self.node.aggs for e in a.partial(n)))
         return q.collect()
 
     # -- tumbling and sliding ---------------------------------------------------------
-    def _tumbling(self, lf: pl.LazyFrame, spec: Tumbling) -> tuple[pl.DataFrame, pl.DataFrame]:
-        """One fused query: window start, late flag, partial aggregates of on-time rows."""
+    def _tumbling(self, lf: pl.LazyFrame, spec: Tumbling) -> tuple[pl.LazyFrame, pl.LazyFrame]:
+        """Queries for the partial aggregates of on-time rows and for the late rows."""
         late_mask = pl.col(START) + (spec.size_ms + self.lateness) <= pl.col(WM)
         rows = lf.with_columns(window_start_expr(spec, pl.col(T)).alias(START)).with_columns(
             late_mask.alias("__rb_late")
@@ -108,8 +108,7 @@ class WindowState:
             .agg(*(e for n, a in self.node.aggs for e in a.partial(n)))
         )
         late_q = rows.filter(pl.col("__rb_late")).drop(START, T, "__rb_late")
-        partial, late = pl.collect_all([partial_q, late_q])
-        return partial, late
+        return partial_q, late_q
 
     def _split_sliding(self, df: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame, int]:
         spec = self.node.window
@@ -126,14 +125,35 @@ class WindowState:
         late = rows.join(kept, on=IDX, how="anti").sort(IDX).drop(IDX, T)
         return on_time, late, dropped
 
-    def _merge_partial(self, partial: pl.DataFrame) -> None:
-        """Fold a micro-batch's partial aggregates into the open windows (a full join)."""
-        self._changed = partial.select(self.keys)
-        if self.state is None or self.state.height == 0:
-            self.state = partial
-            return
-        joined = self.state.join(partial, on=self.keys, how="full", coalesce=True, suffix="__r")
-        self.state = joined.select(*self.keys, *(e for n, a in self.node.aggs for e in a.combine(n, "__r")))
+    def _fold_and_emit(
+        self,
+        partial_q: pl.LazyFrame,
+        job_wm: int | None,
+        final: bool,
+        extra: pl.LazyFrame | None = None,
+    ) -> tuple[pl.DataFrame, pl.DataFrame | None]:
+        """Fold partial aggregates into the open windows (a full join), then split off and
+        finish the windows ``job_wm`` closes; all in one ``collect_all``."""
+        if self.state is None:
+            merged = partial_q
+        else:
+            merged = (
+                self.state.lazy()
+                .join(partial_q, on=self.keys, how="full", coalesce=True, suffix="__r")
+                .select(*self.keys, *(e for n, a in self.node.aggs for e in a.combine(n, "__r")))
+            )
+        flagged = merged.with_columns(__rb_close=self._closing(job_wm, final))
+        state_q = flagged.filter(~pl.col("__rb_close")).drop("__rb_close")
+        if self.node.emit == "final":
+            out_q = flagged.filter(pl.col("__rb_close"))
+        else:
+            out_q = flagged.join(partial_q.select(self.keys), on=self.keys, how="semi")
+        queries = [state_q, self._finish(out_q.drop("__rb_close"))]
+        if extra is not None:
+            queries.append(extra)
+        results = pl.collect_all(queries)
+        self.state = results[0]
+        return results[1], (results[2] if extra is not None else None)
 
     # -- sessions ---------------------------------------------------------------------
     def _split_session(self, df: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
@@ -190,7 +210,7 @@ class WindowState:
         assert not isinstance(spec, Session)
         return pl.col(START) + spec.size_ms
 
-    def _finish(self, rows: pl.DataFrame) -> pl.DataFrame:
+    def _finish(self, rows: pl.LazyFrame) -> pl.LazyFrame:
         names = [n for n, _ in self.node.aggs]
         out = rows.with_columns(__rb_end=self._end_expr()).with_columns(
             *(a.finish(n) for n, a in self.node.aggs)
@@ -202,21 +222,24 @@ class WindowState:
             *names,
         )
 
+    def _closing(self, job_wm: int | None, final: bool) -> pl.Expr:
+        if final:
+            return pl.lit(True)
+        if job_wm is None:
+            return pl.lit(False)
+        return (self._end_expr() + self.lateness) <= job_wm
+
     def _emit(self, job_wm: int | None, final: bool, changed: pl.DataFrame | None) -> pl.DataFrame:
+        """Split off and finish the windows ``job_wm`` closes (sessions; batches with no rows)."""
         if self.state is None:
             return pl.DataFrame()
-        if final:
-            closing = pl.lit(True)
-        elif job_wm is None:
-            closing = pl.lit(False)
-        else:
-            closing = (self._end_expr() + self.lateness) <= job_wm
-        flagged = self.state.with_columns(__rb_close=closing)
-        closed = flagged.filter(pl.col("__rb_close")).drop("__rb_close")
-        self.state = flagged.filter(~pl.col("__rb_close")).drop("__rb_close")
+        flagged = self.state.lazy().with_columns(__rb_close=self._closing(job_wm, final))
+        state_q = flagged.filter(~pl.col("__rb_close")).drop("__rb_close")
         if self.node.emit == "final":
-            return self._finish(closed)
-        if changed is None or changed.height == 0:
-            return self._finish(closed.clear())
-        both = pl.concat([self.state, closed], how="vertical_relaxed")
-        return self._finish(both.join(changed, on=self.keys, how="semi"))
+            out_q = flagged.filter(pl.col("__rb_close"))
+        elif changed is None or changed.height == 0:
+            out_q = flagged.clear()
+        else:
+            out_q = flagged.join(changed.lazy(), on=self.keys, how="semi")
+        self.state, emitted = pl.collect_all([state_q, self._finish(out_q.drop("__rb_close"))])
+        return emitted

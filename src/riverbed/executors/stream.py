@@ -215,26 +215,27 @@ class _Job:
         if active:
             self.job_wm = max(self.job_wm, min(p.wm for p in active))
 
-    def _stamp(self, p: _Partition, df: pl.DataFrame, others: int) -> pl.DataFrame:
-        """Add ``__rb_wm``: the watermark each row is judged against (before it arrived)."""
+    def _stamp(self, p: _Partition, df: pl.DataFrame, others: int) -> pl.LazyFrame:
+        """Add ``__rb_wm``: the watermark each row is judged against (before it arrived).
+
+        Lazy, so it fuses into the query of the step that consumes the rows.
+        """
         et = p.read.event_time
         assert et is not None
-        schema = df.schema
-        t = event_time_expr(et, schema[et])
-        nulls = df.filter(t.is_null())
-        if nulls.height:
-            self._dead(p.read.id, nulls, f"event-time column {et!r} is null", p)
+        t = event_time_expr(et, df.schema[et])
+        if df.get_column(et).null_count():
+            self._dead(p.read.id, df.filter(t.is_null()), f"event-time column {et!r} is null", p)
             df = df.filter(t.is_not_null())
         if df.height == 0:
-            return df.with_columns(pl.lit(self.job_wm, pl.Int64).alias(WM))
+            return df.lazy().with_columns(pl.lit(self.job_wm, pl.Int64).alias(WM))
         start_max = NEG if p.max_t is None else p.max_t
         cm = t.cum_max()
         before = pl.max_horizontal(cm.shift(1).fill_null(start_max), pl.lit(start_max)) - p.delay
         thr = pl.max_horizontal(pl.min_horizontal(before, pl.lit(others)), pl.lit(self.job_wm))
-        out = df.with_columns(thr.cast(pl.Int64).alias(WM))
-        batch_max = out.select(t.max()).item()
+        col = df.get_column(et)
+        batch_max = int(col.max() if col.dtype.is_integer() else df.select(t.max()).item())  # type: ignore[arg-type]
         p.max_t = batch_max if p.max_t is None else max(p.max_t, batch_max)
-        return out
+        return df.lazy().with_columns(thr.cast(pl.Int64).alias(WM))
 
     def _dead(self, read_id: str, rows: pl.DataFrame, error: str, p: _Partition) -> None:
         letters = rows.select(
@@ -310,7 +311,7 @@ class _Job:
         self._pull()
         now = self.clock()
         active = self._active(now)
-        inputs: dict[str, list[pl.DataFrame]] = {}
+        inputs: dict[str, list[pl.DataFrame | pl.LazyFrame]] = {}
         for p, batch in self._pulled:
             if p.read.event_time is None:
                 inputs.setdefault(p.read.id, []).append(batch)
@@ -336,7 +337,9 @@ class _Job:
         self.stats.ended = final
         return not final
 
-    def _run_plan(self, inputs: dict[str, list[pl.DataFrame]], final: bool) -> dict[str, pl.DataFrame]:
+    def _run_plan(
+        self, inputs: dict[str, list[pl.DataFrame | pl.LazyFrame]], final: bool
+    ) -> dict[str, pl.DataFrame]:
         """Run one micro-batch through the steps. Stateless steps stay lazy and fuse into the
         query of the next step that needs rows (a window, a user function, a write)."""
         out: dict[str, pl.LazyFrame | pl.DataFrame] = {}
@@ -363,13 +366,14 @@ class _Job:
             if isinstance(node, ReadNode):
                 frames = inputs.get(node.id, [])
                 if frames:
-                    df = pl.concat(frames, how="vertical_relaxed") if len(frames) > 1 else frames[0]
+                    lazy = [f.lazy() for f in frames]
+                    out[node.id] = pl.concat(lazy, how="vertical_relaxed") if len(lazy) > 1 else lazy[0]
                 else:
                     df = pl.DataFrame(schema=schema)
                     if node.event_time is not None:
                         df = df.with_columns(pl.lit(None, pl.Int64).alias(WM))
+                    out[node.id] = df
                 self.result.rows_read.setdefault(node.id, 0)
-                out[node.id] = df
             elif isinstance(node, FilterNode | WithColumnsNode):
                 out[node.id] = apply_stateless(node, out[src_id].lazy())
             elif isinstance(node, SelectNode):
@@ -489,7 +493,7 @@ def run_stream(
     *,
     progress: bool | None = None,
     home: Path,
-    max_batch_rows: int = 100_000,
+    max_batch_rows: int = 250_000,
     max_wait: Duration = "20ms",
     commit_interval: Duration = "500ms",
     stop: threading.Event | None = None,
