@@ -114,10 +114,11 @@ class Topic:
             conn.execute(f"BEGIN {kind}")
             try:
                 yield conn
+                conn.execute("COMMIT")
             except BaseException:
-                conn.execute("ROLLBACK")
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
                 raise
-            conn.execute("COMMIT")
 
     def close(self) -> None:
         """Close this topic's connection (it reopens on next use)."""
@@ -542,7 +543,14 @@ class Topic:
         return bad
 
     def _cut(self, partition: int, at: int, reason: str) -> None:
+        """Delete the batch at ``at`` and all after it, if it is still there and still bad."""
         with self._txn("IMMEDIATE") as conn:
+            row = conn.execute(
+                "SELECT count, nbytes, crc32, data FROM batches WHERE partition = ? AND base_offset = ?",
+                (partition, at),
+            ).fetchone()
+            if row is None or not isinstance(self._verified(partition, at, *row), str):
+                return  # another process cut (and maybe appended) since we looked
             conn.execute("DELETE FROM batches WHERE partition = ? AND base_offset >= ?", (partition, at))
             conn.execute(
                 "UPDATE partitions SET next_offset = ?, start_offset = MIN(start_offset, ?) "
