@@ -114,7 +114,7 @@ def timed(fn: Callable[[], int]) -> tuple[float, int]:
 def bench_embedded_log(batches: list[pl.DataFrame], args: argparse.Namespace, checks: Checks) -> list[Result]:
     from riverbed.connectors.base import SourceContext
     from riverbed.connectors.log import LogSource
-    from riverbed.log import Log
+    from riverbed.eventlog import Log
 
     append_s: list[float] = []
     read_s: list[float] = []

@@ -32,7 +32,7 @@ def test_api_and_plan_do_not_import_runtime(name: str) -> None:
     bad = {
         i
         for i in imports
-        if i.startswith(("riverbed.executors", "riverbed.cli", "riverbed.log"))
+        if i.startswith(("riverbed.executors", "riverbed.cli", "riverbed.eventlog"))
         or (i.startswith("riverbed.connectors") and i != "riverbed.connectors.base")
     }
     assert not bad, f"{name} imports {sorted(bad)}"

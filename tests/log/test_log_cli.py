@@ -13,7 +13,7 @@ import typer
 from typer.testing import CliRunner
 
 from riverbed.cli.log_cmd import log_app
-from riverbed.log import Log
+from riverbed.eventlog import Log
 
 app = typer.Typer()
 app.add_typer(log_app, name="log")

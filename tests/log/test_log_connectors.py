@@ -24,7 +24,7 @@ from riverbed.connectors.log import (
     log_sink,
     log_source,
 )
-from riverbed.log import Log
+from riverbed.eventlog import Log
 
 
 def frame(start: int, n: int) -> pl.DataFrame:
@@ -309,7 +309,7 @@ def test_group_behind_retention_continues_at_the_oldest_record(
         t.commit("g", {0: 1})
         t.apply_retention(now_ms=t.read_all(metadata=True)["_timestamp"].dt.epoch("ms")[0] + 5_000)
         t.append(frame(5, 2))
-    with caplog.at_level("WARNING", logger="riverbed.log"):
+    with caplog.at_level("WARNING", logger="riverbed.eventlog"):
         reader = LogSource("t", group="g").open("0", None, stream_ctx(tmp_path))
     assert "group 'g' was at offset 1, removed by retention; continuing at 5" in caplog.text
     batch = reader.next_batch(10, 0.0)

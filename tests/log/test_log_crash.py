@@ -23,7 +23,7 @@ from polars.testing import assert_frame_equal
 
 import riverbed
 from riverbed._errors import SourceError
-from riverbed.log import Log, Topic
+from riverbed.eventlog import Log, Topic
 
 TOPIC = "crash"
 PACKAGE_DIR = str(Path(riverbed.__file__).parent)
@@ -68,7 +68,7 @@ def test_damaged_tail_is_cut_on_open(tmp_path: Path, how: str, caplog: pytest.Lo
         damage_blob(t, 1, 10, how)
         with pytest.raises(SourceError, match="is damaged"):
             t.read(1, 5, 100)  # an open topic never serves it either
-    with caplog.at_level(logging.WARNING, logger="riverbed.log"), Log(tmp_path) as log:
+    with caplog.at_level(logging.WARNING, logger="riverbed.eventlog"), Log(tmp_path) as log:
         t = log.topic(TOPIC)
         assert t.end_offsets() == {0: 20, 1: 10}
         assert "partition 1: damaged batch at the tail; cut the log at offset 10" in caplog.text
@@ -125,12 +125,12 @@ import types
 import polars as pl
 
 # Start once, fork producers on request: a fork is a real process to kill -9, and starting one
-# costs nothing. riverbed.log is loaded without riverbed/__init__.py (the whole API); nothing
+# costs nothing. riverbed.eventlog is loaded without riverbed/__init__.py (the whole API); nothing
 # runs Polars, Arrow or SQLite before forking, so no thread pool or connection is inherited.
 pkg = types.ModuleType("riverbed")
 pkg.__path__ = [sys.argv[1]]
 sys.modules["riverbed"] = pkg
-from riverbed.log import Log
+from riverbed.eventlog import Log
 
 signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # the kernel reaps the killed producers
 

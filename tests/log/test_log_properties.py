@@ -9,8 +9,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from polars.testing import assert_frame_equal
 
-from riverbed.log import Log
-from riverbed.log._routing import key_hash, partition_of
+from riverbed.eventlog import Log
+from riverbed.eventlog._routing import key_hash, partition_of
 
 appends = st.lists(
     st.tuples(st.integers(0, 40), st.booleans()),  # (rows, keyed?)

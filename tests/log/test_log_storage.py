@@ -11,8 +11,8 @@ import pytest
 from polars.testing import assert_frame_equal
 
 from riverbed._errors import ConfigError, PlanError, SourceError
-from riverbed.log import METADATA_COLUMNS, AppendResult, Log, Topic
-from riverbed.log._routing import partition_of
+from riverbed.eventlog import METADATA_COLUMNS, AppendResult, Log, Topic
+from riverbed.eventlog._routing import partition_of
 
 
 @pytest.fixture
@@ -172,7 +172,7 @@ def test_round_robin_small_appends_rotate_whole(log: Log) -> None:
 
 
 def test_round_robin_big_appends_are_cut_into_slices(log: Log, monkeypatch: pytest.MonkeyPatch) -> None:
-    from riverbed.log import _routing
+    from riverbed.eventlog import _routing
 
     monkeypatch.setattr(_routing, "MIN_SLICE_ROWS", 3)
     monkeypatch.setattr(_routing.split_round_robin, "__defaults__", (3,))
@@ -267,7 +267,7 @@ def test_nested_and_temporal_types_round_trip(log: Log) -> None:
 
 
 def test_large_append_is_split_into_bounded_blobs(log: Log, monkeypatch: pytest.MonkeyPatch) -> None:
-    from riverbed.log import _topic
+    from riverbed.eventlog import _topic
 
     monkeypatch.setattr(_topic, "_MAX_BLOB_BYTES", 1_000)
     t = log.create_topic("t")

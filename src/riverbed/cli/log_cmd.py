@@ -28,7 +28,7 @@ from rich.table import Table
 
 from riverbed._errors import ConfigError, RiverbedError, SourceError
 from riverbed._time import format_ms, to_ms
-from riverbed.log import Log, Topic
+from riverbed.eventlog import Log, Topic
 
 log_app = typer.Typer(
     help="The embedded replayable log: topics, produce, consume.",

@@ -33,10 +33,10 @@ from riverbed.connectors.base import (
     SourceContext,
     SourceReader,
 )
-from riverbed.log import Log, Topic
-from riverbed.log._sqlite import check_name
+from riverbed.eventlog import Log, Topic
+from riverbed.eventlog._sqlite import check_name
 
-logger = logging.getLogger("riverbed.log")
+logger = logging.getLogger("riverbed.eventlog")
 
 __all__ = ["LogSink", "LogSource", "LogTopic", "log", "log_sink", "log_source"]
 

@@ -1,6 +1,6 @@
 """SQLite plumbing for the log: the table layout, connections, error translation.
 
-See :mod:`riverbed.log._storage` for why the log is built on SQLite.
+See :mod:`riverbed.eventlog._storage` for why the log is built on SQLite.
 """
 
 from __future__ import annotations

@@ -43,8 +43,8 @@ from pathlib import Path
 from riverbed._errors import ConfigError
 from riverbed._home import resolve_home
 from riverbed._time import Duration, to_ms
-from riverbed.log._sqlite import DB_NAME, NAME, check_name, create_database, fsync_dir
-from riverbed.log._topic import Topic
+from riverbed.eventlog._sqlite import DB_NAME, NAME, check_name, create_database, fsync_dir
+from riverbed.eventlog._topic import Topic
 
 __all__ = ["Log", "Topic"]
 

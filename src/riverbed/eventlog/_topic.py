@@ -13,9 +13,9 @@ from pathlib import Path
 import polars as pl
 
 from riverbed._errors import ConfigError, PlanError, SourceError
-from riverbed.log import _codec, _routing, _sqlite
-from riverbed.log._sqlite import DB_NAME, FORMAT, connect, sqlite_errors
-from riverbed.log._types import (
+from riverbed.eventlog import _codec, _routing, _sqlite
+from riverbed.eventlog._sqlite import DB_NAME, FORMAT, connect, sqlite_errors
+from riverbed.eventlog._types import (
     METADATA_COLUMNS,
     AppendResult,
     PartitionInfo,
@@ -24,7 +24,7 @@ from riverbed.log._types import (
 
 __all__ = ["Topic"]
 
-logger = logging.getLogger("riverbed.log")
+logger = logging.getLogger("riverbed.eventlog")
 
 _TAIL_CHECK = 3  # newest batches per partition verified when a topic is opened
 _CHECKED_TAILS: dict[tuple[str, int], tuple[int, int]] = {}  # (db, partition) -> newest batch
@@ -42,7 +42,7 @@ class Topic:
     Examples
     --------
     >>> import tempfile
-    >>> from riverbed.log import Log
+    >>> from riverbed.eventlog import Log
     >>> home = tempfile.TemporaryDirectory()
     >>> log = Log(home.name)
     >>> t = log.create_topic("orders", partitions=2)
@@ -214,7 +214,7 @@ class Topic:
         Examples
         --------
         >>> import tempfile
-        >>> from riverbed.log import Log
+        >>> from riverbed.eventlog import Log
         >>> home = tempfile.TemporaryDirectory()
         >>> t = Log(home.name).create_topic("clicks")
         >>> t.append(pl.DataFrame({"user": ["u1", "u2"]}))
@@ -328,7 +328,7 @@ class Topic:
         Examples
         --------
         >>> import tempfile
-        >>> from riverbed.log import Log
+        >>> from riverbed.eventlog import Log
         >>> home = tempfile.TemporaryDirectory()
         >>> t = Log(home.name).create_topic("t")
         >>> _ = t.append(pl.DataFrame({"x": [10, 11, 12]}))
