@@ -225,6 +225,29 @@ def bench_ipc_file(batches: list[pl.DataFrame], args: argparse.Namespace, checks
 # -- main ---------------------------------------------------------------------------------------
 
 
+# -- Kafka ----------------------------------------------------------------------------------------
+
+
+def bench_kafka_section(
+    batches: list[pl.DataFrame], args: argparse.Namespace, checks: Checks
+) -> list[Result]:
+    """The same events through KafkaSink and KafkaSource (broker on loopback), side by side."""
+    from benchmarks.kafka_bench import bench_kafka
+
+    df = pl.concat(batches)
+    try:
+        r = bench_kafka(df, args.kafka_bootstrap, partitions=args.partitions, key=args.key, raw=False)
+    except RuntimeError as exc:  # bench_kafka checks row count and checksum itself
+        checks.failures.append(f"kafka: {exc}")
+        return []
+    checks.check("kafka (KafkaSource)", r["events"], int(df["event_id"].sum()))
+    note = f"{r['broker']}, {args.partitions} partitions, JSON values"
+    return [
+        Result("kafka append (KafkaSink)", [r["write_s"]], r["events"], note),
+        Result("kafka read (KafkaSource)", [r["read_s"]], r["events"], note),
+    ]
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.log", description=__doc__)
     parser.add_argument("--events", type=int, default=10_000_000, help="number of events")
@@ -235,6 +258,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--key", default=None, help="route by this column (default round-robin)")
     parser.add_argument("--no-fsync", action="store_true", help="Log(durable=False)")
     parser.add_argument("--repeat", type=int, default=1, help="runs per phase; best is shown")
+    parser.add_argument("--no-kafka", action="store_true", help="skip the Kafka phases")
+    parser.add_argument(
+        "--kafka-bootstrap",
+        default=None,
+        help="a Kafka to use (default: start the Kafka-compatible tansu broker on 127.0.0.1)",
+    )
     parser.add_argument("--tmp", default=None, help="directory for the data (default: $TMPDIR)")
     return parser.parse_args(argv)
 
@@ -255,12 +284,8 @@ def main(argv: list[str] | None = None) -> int:
     results += bench_embedded_log(batches, args, checks)
     results += bench_ipc_file(batches, args, checks)
 
-    # ---- Kafka section (to be added) -----------------------------------------------------
-    # Append the same `batches` to a Kafka topic with `args.partitions` partitions, read them
-    # back, call `checks.check(...)` on what was read, and extend `results` with
-    # Result("kafka produce", ...) and Result("kafka consume", ...) rows. Everything below
-    # prints `results` and reports `checks`, so nothing else needs to change.
-    # ---------------------------------------------------------------------------------------
+    if not args.no_kafka:
+        results += bench_kafka_section(batches, args, checks)
 
     rows = [
         [r.name, f"{r.best:.3f}", ", ".join(f"{s:.3f}" for s in r.seconds), f"{r.rows / r.best:,.0f}", r.note]
