@@ -272,6 +272,11 @@ class Stream:
         concatenation of its results), or batch and stream results will differ. ``schema``
         declares the output schema; otherwise it is found by calling ``fn`` on an empty frame.
 
+        In stream mode the frame also carries riverbed's column ``__rb_wm`` (the watermark
+        each row is judged against). Row-wise code (``filter``, ``with_columns``) keeps it and
+        lateness stays exact; if the function drops it and changes the number of rows, rows
+        are judged against the watermark at the start of their micro-batch.
+
         Supports: batch, stream.
         """
         return self._then(MapBatchesNode, fn=fn, schema=pl.Schema(schema) if schema is not None else None)

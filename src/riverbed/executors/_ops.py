@@ -28,7 +28,8 @@ def apply_map_batches(node: MapBatchesNode, df: pl.DataFrame) -> pl.DataFrame:
         )
     if node.schema is not None and out.schema != node.schema:
         try:
-            out = out.select(pl.col(c).cast(t) for c, t in node.schema.items())
+            internal = [c for c in out.columns if c.startswith("__rb_")]  # stream mode's watermark
+            out = out.select(*(pl.col(c).cast(t) for c, t in node.schema.items()), *internal)
         except pl.exceptions.PolarsError as exc:
             raise UserFunctionError(
                 f"step {node.id!r}: {where(node.fn)} returned {dict(out.schema)}, "
@@ -37,8 +38,11 @@ def apply_map_batches(node: MapBatchesNode, df: pl.DataFrame) -> pl.DataFrame:
     return out
 
 
-def apply_map_rows(node: MapRowsNode, df: pl.DataFrame) -> pl.DataFrame:
-    """Run a user dict -> dict | None function on every row (the slow path)."""
+def apply_map_rows(node: MapRowsNode, df: pl.DataFrame, origin: list[int] | None = None) -> pl.DataFrame:
+    """Run a user dict -> dict | None function on every row (the slow path).
+
+    ``origin``, when given, receives the input row index of every output row.
+    """
     rows: list[dict[str, Any]] = []
     fn = node.fn
     for i, row in enumerate(df.iter_rows(named=True)):
@@ -57,6 +61,8 @@ def apply_map_rows(node: MapRowsNode, df: pl.DataFrame) -> pl.DataFrame:
                 f"{type(out).__name__} for row {row}"
             )
         rows.append(out)
+        if origin is not None:
+            origin.append(i)
     if node.schema is not None:
         return pl.DataFrame(rows, schema=node.schema)
     if not rows:

@@ -100,8 +100,9 @@ class _Partition:
         return NEG if self.max_t is None else self.max_t - self.delay
 
 
-def _hidden(df: pl.DataFrame) -> pl.DataFrame:
-    return df.drop([c for c in df.columns if c.startswith("__rb_")])
+def _hidden(df: pl.DataFrame, keep: str | None = None) -> pl.DataFrame:
+    """Drop riverbed's internal ``__rb_*`` columns (but ``keep``)."""
+    return df.drop([c for c in df.columns if c.startswith("__rb_") and c != keep])
 
 
 class _Job:
@@ -144,12 +145,28 @@ class _Job:
         self._open()
 
     # -- set-up -----------------------------------------------------------------------
-    def _et(self, node_id: str) -> tuple[str, pl.DataType]:
+    def _et(self, node_id: str, frame: pl.LazyFrame | pl.DataFrame | None = None) -> tuple[str, pl.DataType]:
+        """The event-time column after ``node_id`` and its type: from the plan's schemas, or,
+        after a user function with no declared schema, from the rows themselves."""
         et = self.plan.event_time(node_id)
         schema = self.schemas.get(node_id)
+        if schema is None and frame is not None and not _unknown(frame):
+            schema = frame.lazy().collect_schema()
         if et is None or schema is None or et not in schema:
-            raise PlanError(f"step {node_id!r}: stream mode needs a known event-time column here")
+            names = ", ".join(schema.names()) if schema is not None else "unknown"
+            raise PlanError(
+                f"step {node_id!r}: the event-time column {et!r} is not among its columns "
+                f"({names}).\n  hint: keep it in select()/map_rows(), or declare schema= on "
+                "map_rows/map_batches"
+            )
         return et, schema[et]
+
+    def _window(self, node: WindowAggNode, frame: pl.LazyFrame | pl.DataFrame) -> WindowState:
+        """The window step's state, built when the event-time type is first known."""
+        if node.id not in self.windows:
+            et, et_type = self._et(node.inputs[0], frame)
+            self.windows[node.id] = WindowState(node, et, et_type)
+        return self.windows[node.id]
 
     def _open(self) -> None:
         now = self.clock()
@@ -175,8 +192,8 @@ class _Job:
                         f"step {node.id!r}: emit='update' is not available for session windows "
                         "(a session's start moves when sessions merge).\n  hint: emit='final'"
                     )
-                et, et_type = self._et(node.inputs[0])
-                self.windows[node.id] = WindowState(node, et, et_type)
+                if self.schemas.get(node.inputs[0]) is not None:
+                    self._window(node, pl.DataFrame())
             elif isinstance(node, LookupJoinNode):
                 table, _ = read_all(node.table, SourceContext(mode="batch", home=self.home))
                 self.tables[node.id] = table.collect()
@@ -308,6 +325,7 @@ class _Job:
         self.pending_dead: dict[str, list[pl.DataFrame]] = {}
         self._pulled: list[tuple[_Partition, pl.DataFrame]] = []
         start_wms = {id(p): p.wm for p in self.parts}
+        self.start_job_wm = self.job_wm
         self._pull()
         now = self.clock()
         active = self._active(now)
@@ -323,8 +341,11 @@ class _Job:
         rows_in = sum(b.height for _, b in self._pulled)
         self.stats.events += rows_in
         self.stats.last_batch_rows = rows_in
-        self.stats.batches += 1
-        outputs = self._run_plan(inputs, final)
+        idle = not rows_in and not final and not self.pending_dead and self.job_wm == self.start_job_wm
+        outputs: dict[str, pl.DataFrame] = {}
+        if not idle:  # nothing arrived and the watermark did not move: nothing to compute
+            self.stats.batches += 1
+            outputs = self._run_plan(inputs, final)
         self.stats.watermark = None if self.job_wm == NEG else self.job_wm
         self.stats.open_windows = sum(w.open_windows for w in self.windows.values())
         self.stats.state_bytes = sum(w.state_bytes for w in self.windows.values()) + sum(
@@ -382,19 +403,20 @@ class _Job:
                 out[node.id] = out[src_id].lazy().select(*exprs)
             elif isinstance(node, MapBatchesNode | MapRowsNode):
                 src = rows(src_id)
+                origin: list[int] = []
                 if not src.height:
                     df = pl.DataFrame()
-                elif isinstance(node, MapBatchesNode):
-                    df = apply_map_batches(node, _hidden(src))
+                elif isinstance(node, MapBatchesNode):  # sees __rb_wm: a filter keeps it
+                    df = apply_map_batches(node, _hidden(src, keep=WM))
                 else:
-                    df = apply_map_rows(node, _hidden(src))
+                    df = apply_map_rows(node, _hidden(src), origin)
                 if df.height:
                     self.map_schemas[node.id] = df.schema
                 else:  # a batch the function emptied: the columns it gives when it gives rows
                     known = node.schema or self.map_schemas.get(node.id) or schema
                     df = pl.DataFrame(schema=known) if known is not None else pl.DataFrame()
                 if WM in src.columns:
-                    df = df.with_columns(pl.lit(self.job_wm, pl.Int64).alias(WM))
+                    df = df.with_columns(self._carry_watermark(node, src, df, origin))
                 out[node.id] = df
             elif isinstance(node, UnionNode):
                 cols = out[src_id].lazy().collect_schema().names()
@@ -403,7 +425,10 @@ class _Job:
                 )
             elif isinstance(node, WindowAggNode):
                 wm = None if self.job_wm == NEG else self.job_wm
-                emitted = self.windows[node.id].process(out[src_id], wm, final=final)
+                if node.id not in self.windows and _unknown(out[src_id]):
+                    out[node.id] = pl.DataFrame()  # nothing has reached this window yet
+                    continue
+                emitted = self._window(node, out[src_id]).process(out[src_id], wm, final=final)
                 windows = emitted.windows
                 if windows.width == 0:
                     windows = pl.DataFrame(schema=schema)
@@ -439,6 +464,22 @@ class _Job:
         emitted_windows = {k: v for k, v in out.items() if isinstance(v, pl.DataFrame) and k in self.windows}
         return {**emitted_windows, **written}
 
+    def _carry_watermark(
+        self, node: MapBatchesNode | MapRowsNode, src: pl.DataFrame, df: pl.DataFrame, origin: list[int]
+    ) -> pl.Series:
+        """Each output row of a user function keeps the watermark of the row it came from:
+        map_rows knows its origin; map_batches keeps them when it keeps the rows in order
+        (same height). Otherwise rows are judged against the job watermark at the start of
+        the micro-batch, which never makes an on-time event late."""
+        if isinstance(node, MapRowsNode) and len(origin) == df.height:
+            return src[WM].gather(origin)
+        if isinstance(node, MapBatchesNode):
+            if WM in df.columns and df[WM].dtype == pl.Int64 and df[WM].null_count() == 0:
+                return df[WM]
+            if df.height == src.height:
+                return src[WM]
+        return pl.repeat(self.start_job_wm, df.height, dtype=pl.Int64, eager=True).alias(WM)
+
     def _spill_dead(self, read_id: str, letters: pl.DataFrame) -> None:
         target = self.home / "dead_letters" / self.plan.name / f"{read_id}.jsonl"
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -449,7 +490,7 @@ class _Job:
             self.result.notes.append(note)
 
     def _dedupe(self, node: DedupeNode, df: pl.DataFrame) -> pl.DataFrame:
-        et, et_type = self._et(node.inputs[0])
+        et, et_type = self._et(node.inputs[0], df)
         keys = list(node.key)
         seen = self.dedupe.get(node.id)
         t = event_time_expr(et, et_type)
