@@ -6,16 +6,18 @@ Output: one row per store and day with ``store_id, window_start, window_end, rev
 
 Run it (``-p`` values are passed to :func:`pipeline`)::
 
-    riverbed demo --dir /tmp/rb-demo --events 100000     # if you need some data first
+    python -m benchmarks.gen --events 1000000 --out data/sales.parquet   # some data first
     riverbed run examples/daily_revenue.py --mode batch \\
-        -p source='data/sales/*.parquet' \\
+        -p source=data/sales.parquet \\
         -p sink=out/warehouse.duckdb#daily_revenue
 
-    riverbed plan examples/daily_revenue.py -p source='data/sales/*.parquet' -p sink=out/daily.parquet
+    riverbed plan examples/daily_revenue.py -p source=data/sales.parquet -p sink=out/daily.parquet
 
 The sink may be any riverbed URI: ``out/daily.parquet``, ``out/daily/`` (part files),
 ``out/warehouse.duckdb#daily_revenue``, ``out/app.sqlite#daily_revenue``, ``console`` or
-``s3://bucket/reports/daily.parquet``. The same pipeline also runs with ``--mode stream``.
+``s3://bucket/reports/daily.parquet``. The same pipeline also runs with ``--mode stream``; it
+declares no watermark, so there the default ``max_delay=0`` applies and out-of-order events
+are late (see ``minute_windows.py`` for a watermark).
 """
 
 from __future__ import annotations

@@ -23,8 +23,8 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
-err = Console(stderr=True)
-out = Console()
+err = Console(stderr=True, soft_wrap=True)  # paths and commands stay copyable
+out = Console(soft_wrap=True)
 
 Params = Annotated[
     list[str] | None,
