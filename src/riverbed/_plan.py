@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import difflib
 import functools
 import inspect
 import json
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -220,13 +222,23 @@ def _fmt_cols(schema: pl.Schema) -> str:
     return ", ".join(f"{k} ({v})" for k, v in schema.items())
 
 
+def did_you_mean(names: list[str], schema: pl.Schema) -> str:
+    """A hint naming the closest existing columns, or ''."""
+    close = {n: difflib.get_close_matches(n, schema.names(), n=1) for n in names}
+    hints = [f"{n!r} -> {c[0]!r}" for n, c in close.items() if c]
+    return f"\n  did you mean: {', '.join(hints)}?" if hints else ""
+
+
 def _probe(node: Node, schema: pl.Schema, build: Callable[[pl.LazyFrame], pl.LazyFrame]) -> pl.Schema:
     try:
         return build(pl.LazyFrame(schema=schema)).collect_schema()
     except pl.exceptions.ColumnNotFoundError as exc:
         first = str(exc).splitlines()[0]
+        missing = re.findall(r'column "([^"]+)"', first) or re.findall(r"column '([^']+)'", first)
+        first = first.split("; valid columns")[0]  # we list them below, with types
         raise PlanError(
-            f"step {node.id!r} ({node.describe()}): {first}\n  columns available there: {_fmt_cols(schema)}"
+            f"step {node.id!r} ({node.describe()}): {first}\n  columns available there: "
+            f"{_fmt_cols(schema)}{did_you_mean(missing, schema)}"
         ) from None
     except (pl.exceptions.PolarsError, TypeError, ValueError) as exc:
         first = str(exc).splitlines()[0]
@@ -303,6 +315,7 @@ def resolve_schemas(plan: Plan, ctx: SourceContext) -> dict[str, pl.Schema | Non
                     raise PlanError(
                         f"step {node.id!r}: event_time column {node.event_time!r} is not in "
                         f"{node.source.describe()}.\n  columns there: {_fmt_cols(schema)}"
+                        f"{did_you_mean([node.event_time], schema)}"
                     )
                 try:
                     event_time_expr(node.event_time, schema[node.event_time])
@@ -343,7 +356,7 @@ def resolve_schemas(plan: Plan, ctx: SourceContext) -> dict[str, pl.Schema | Non
                 raise PlanError(
                     f"step {node.id!r} ({node.describe()}): unknown column(s) "
                     f"{', '.join(map(repr, missing))}.\n  columns available there: "
-                    f"{_fmt_cols(first)}"
+                    f"{_fmt_cols(first)}{did_you_mean(missing, first)}"
                 )
             out[node.id] = window_output_schema(node, first, et)
         elif isinstance(node, LateNode):

@@ -11,6 +11,7 @@ directory, ``tail=True`` follows a growing JSON-lines or CSV file.
 from __future__ import annotations
 
 import io
+import json
 import os
 import time
 from collections.abc import Iterator
@@ -99,8 +100,14 @@ def list_files(path: str, storage_options: dict[str, Any] | None = None) -> list
             found = [root]
         else:
             found = []
-    except (OSError, PermissionError) as exc:
-        raise SourceError(f"cannot list {path!r}: {exc}") from None
+    except Exception as exc:  # fsspec drivers raise their own types
+        hint = ""
+        if "Credentials" in type(exc).__name__ or "credentials" in str(exc).lower():
+            hint = (
+                "\n  hint: give credentials (e.g. AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, or "
+                "storage_options={'key': ..., 'secret': ...})"
+            )
+        raise SourceError(f"cannot list {path!r}: {type(exc).__name__}: {exc}{hint}") from None
     files = [p for p in found if not fs.isdir(p)]
     if not files:
         parent = root.rstrip("/")
@@ -255,7 +262,15 @@ class FileSource(Source):
     def schema(self, ctx: SourceContext) -> pl.Schema:
         if self.schema_ is not None:
             return pl.Schema(self.schema_)
-        files = self.files()
+        try:
+            files = self.files()
+        except SourceError as exc:
+            if not self.watch:
+                raise
+            raise SourceError(
+                f"{exc}\n  hint: a watched directory may start empty if you declare its "
+                "schema: rb.files(..., watch=True, schema={...})"
+            ) from None
         try:
             return self._scan_native(files[0]).collect_schema()
         except pl.exceptions.PolarsError as exc:
@@ -581,8 +596,16 @@ class _TailReader(SourceReader):
                 )
             return pl.read_ndjson(chunk)
         except pl.exceptions.PolarsError as exc:
+            where, record = f"lines {first_line}-{self.line - 1}", ""
+            if self.fmt == "jsonl":  # name the first line that does not parse
+                for n, line in enumerate(chunk.decode("utf-8", "replace").splitlines()):
+                    try:
+                        json.loads(line)
+                    except ValueError:
+                        where, record = f"line {first_line + n}", f"\n  record: {line[:200]}"
+                        break
             raise SourceError(
-                f"{self.src.path}: lines {first_line}-{self.line - 1}: {str(exc).splitlines()[0]}"
+                f"{self.src.path}: {where}: {str(exc).splitlines()[0]}{record}"
                 "\n  hint: declare schema=... with on_error='dead_letter' to divert bad records"
             ) from None
 
