@@ -276,6 +276,33 @@ class FileSource(Source):
         except pl.exceptions.PolarsError as exc:
             raise SourceError(f"{files[0]}: cannot infer schema: {exc}") from None
 
+    def null_count(self, column: str) -> int | None:
+        """Nulls in ``column`` from Parquet statistics alone (local files), or None if unknown.
+
+        Lets the batch executor skip a pass over the data looking for missing event times.
+        """
+        import pyarrow.parquet as pq
+
+        try:
+            files = self.files()
+            if is_remote(files[0]) or any(self.fmt(f) != "parquet" for f in files):
+                return None
+            total = 0
+            for f in files:
+                meta = pq.ParquetFile(f).metadata
+                names = [meta.schema.column(i).name for i in range(meta.num_columns)]
+                if column not in names:
+                    return None
+                j = names.index(column)
+                for rg in range(meta.num_row_groups):
+                    stats = meta.row_group(rg).column(j).statistics
+                    if stats is None or not stats.has_null_count:
+                        return None
+                    total += stats.null_count
+            return total
+        except (OSError, ValueError, SourceError, ConfigError):
+            return None
+
     def _text_mode(self, fmt: Format) -> bool:
         """Declared schema over text files: parse record by record with line numbers."""
         return self.schema_ is not None and fmt in ("csv", "jsonl")

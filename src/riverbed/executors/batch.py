@@ -155,12 +155,15 @@ def run_batch(pipeline: Pipeline, *, progress: bool | None, home: Path) -> RunRe
         frames: dict[str, pl.LazyFrame] = {}
         dead: dict[str, pl.DataFrame | None] = {}
         no_time: dict[str, pl.LazyFrame] = {}  # rows without an event time: dead letters
+        raw: dict[str, pl.LazyFrame] = {}  # each read step's rows before that split
         for node in plan.nodes:
             inputs = [frames[i] for i in node.inputs]
             if isinstance(node, ReadNode):
                 ctx.step = node.id
                 frames[node.id], dead[node.id] = read_all(node.source, ctx)
-                if node.event_time is not None:
+                raw[node.id] = frames[node.id]
+                known = getattr(node.source, "null_count", lambda _: None)(node.event_time)
+                if node.event_time is not None and known != 0:
                     frames[node.id], no_time[node.id] = _split_null_event_time(node, frames[node.id])
             elif isinstance(node, FilterNode | WithColumnsNode | SelectNode):
                 frames[node.id] = apply_stateless(node, inputs[0])
@@ -199,22 +202,29 @@ def run_batch(pipeline: Pipeline, *, progress: bool | None, home: Path) -> RunRe
 
         writes = plan.writes()
         reads = [n for n in plan.nodes if isinstance(n, ReadNode)]
-        queries = [frames[w.id] for w in writes] + [frames[r.id].select(pl.len().alias("n")) for r in reads]
-        queries += list(no_time.values())
+        # rows read and rows without an event time, counted from one column only
+        counts = [
+            raw[r.id].select(
+                pl.len().alias("n"),
+                (pl.col(r.event_time or "").null_count() if r.id in no_time else pl.lit(0)).alias("nulls"),
+            )
+            for r in reads
+        ]
         spinner = prog.task("run query", total=None)
         try:
-            outs = pl.collect_all(queries, engine="streaming")
+            outs = pl.collect_all([frames[w.id] for w in writes] + counts, engine="streaming")
+            untimed_ids = [r.id for r, c in zip(reads, outs[len(writes) :], strict=True) if c["nulls"][0]]
+            rejected_rows = pl.collect_all([no_time[i] for i in untimed_ids]) if untimed_ids else []
         except pl.exceptions.PolarsError as exc:
             raise SourceError(f"pipeline {plan.name!r} failed: {exc}") from exc
         spinner.finish()
-        for read_id, rejected in zip(no_time, outs[len(writes) + len(reads) :], strict=True):
-            if rejected.height:
-                earlier = dead.get(read_id)
-                dead[read_id] = rejected if earlier is None else pl.concat([earlier, rejected])
-        for r, counted in zip(reads, outs[len(writes) : len(writes) + len(reads)], strict=True):
+        for read_id, rejected in zip(untimed_ids, rejected_rows, strict=True):
+            earlier = dead.get(read_id)
+            dead[read_id] = rejected if earlier is None else pl.concat([earlier, rejected])
+        for r, counted in zip(reads, outs[len(writes) :], strict=True):
             letters = dead.get(r.id)
             n_dead = 0 if letters is None else letters.height
-            result.rows_read[r.id] = int(counted["n"][0]) + n_dead
+            result.rows_read[r.id] = int(counted["n"][0]) - int(counted["nulls"][0]) + n_dead
             if n_dead:
                 result.dead_letters[r.id] = n_dead
         consumed = {n.inputs[0] for n in plan.nodes if isinstance(n, DeadLetterNode)}
