@@ -40,6 +40,7 @@ class SourceContext:
     pipeline: str = "pipeline"
     step: str = "source"
     progress: Any = None  # a riverbed._progress.Progress or None
+    columns: list[str] | None = None  # the columns the pipeline uses (None: all); a hint
 
 
 @dataclass

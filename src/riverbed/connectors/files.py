@@ -436,15 +436,20 @@ class FileSource(Source):
     def open(self, partition: str, resume: Any, ctx: SourceContext) -> SourceReader:
         if self.tail:
             return _TailReader(self, resume)
-        return _FilesReader(self, resume, schema=self.schema(ctx))
+        return _FilesReader(self, resume, schema=self.schema(ctx), columns=ctx.columns)
 
 
 class _FilesReader(SourceReader):
     """Replays files in name order, rows in file order; optionally watches for new files."""
 
-    def __init__(self, src: FileSource, resume: Any, schema: pl.Schema) -> None:
+    def __init__(
+        self, src: FileSource, resume: Any, schema: pl.Schema, columns: list[str] | None = None
+    ) -> None:
         self.src = src
-        self.schema = schema
+        self.full_schema = schema
+        # projection: Parquet row groups decode only the columns the pipeline uses
+        self.columns = [c for c in schema.names() if c in columns] if columns else None
+        self.schema = pl.Schema({c: schema[c] for c in self.columns}) if self.columns else schema
         state = resume or {}
         self.done: list[str] = list(state.get("done", []))
         self.current: str | None = state.get("file")
@@ -478,9 +483,11 @@ class _FilesReader(SourceReader):
             self.batches = self._parquet_batches(file, self.row)
             self.buffer = None
             return
-        df, dead = self.src.read_file(file, self.schema)
+        df, dead = self.src.read_file(file, self.full_schema)
         if dead is not None and self.row == 0:
             self.dead.append(dead)
+        if self.columns:
+            df = df.select(self.columns)
         self.buffer = df.slice(self.row)
         self.batches = None
 
@@ -501,7 +508,7 @@ class _FilesReader(SourceReader):
             skip = 0
 
         def read(rg: int) -> pl.DataFrame:
-            df = pl.from_arrow(pf.read_row_group(rg))
+            df = pl.from_arrow(pf.read_row_group(rg, columns=self.columns))
             assert isinstance(df, pl.DataFrame)
             return df
 

@@ -47,6 +47,7 @@ from riverbed.connectors.base import (
     SourceReader,
 )
 from riverbed.executors._ops import apply_map_batches, apply_map_rows
+from riverbed.executors._projection import needed_columns
 from riverbed.executors._window_state import WM, WindowState
 from riverbed.executors.batch import read_all
 from riverbed.executors.result import RunResult
@@ -174,6 +175,8 @@ class _Job:
             if isinstance(node, ReadNode):
                 wm = node.watermark
                 self.ctx.step = node.id
+                needed = needed_columns(self.plan, node.id)
+                self.ctx.columns = sorted(needed) if needed is not None else None
                 for part in node.source.partitions(self.ctx):
                     reader = node.source.open(part, None, self.ctx)
                     self.parts.append(
