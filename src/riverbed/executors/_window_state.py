@@ -132,28 +132,32 @@ class WindowState:
         final: bool,
         extra: pl.LazyFrame | None = None,
     ) -> tuple[pl.DataFrame, pl.DataFrame | None]:
-        """Fold partial aggregates into the open windows (a full join), then split off and
-        finish the windows ``job_wm`` closes; all in one ``collect_all``."""
-        if self.state is None:
-            merged = partial_q
+        """Fold partial aggregates into the open windows, then split off and finish the
+        windows ``job_wm`` closes. Returns the emitted windows and ``extra`` collected."""
+        found = pl.collect_all([partial_q] if extra is None else [partial_q, extra])
+        partial = found[0]
+        if self.state is None or self.state.height == 0:
+            merged = partial
         else:
-            merged = (
-                self.state.lazy()
-                .join(partial_q, on=self.keys, how="full", coalesce=True, suffix="__r")
-                .select(*self.keys, *(e for n, a in self.node.aggs for e in a.combine(n, "__r")))
-            )
-        flagged = merged.with_columns(__rb_close=self._closing(job_wm, final))
-        state_q = flagged.filter(~pl.col("__rb_close")).drop("__rb_close")
+            # only windows the state can hold need the join: newer ones are simply appended
+            newest = self.state.get_column(START).max()
+            overlap = partial.get_column(START) <= newest
+            old, new = partial.filter(overlap), partial.filter(~overlap)
+            merged = self.state
+            if old.height:
+                merged = self.state.join(old, on=self.keys, how="full", coalesce=True, suffix="__r").select(
+                    *self.keys, *(e for n, a in self.node.aggs for e in a.combine(n, "__r"))
+                )
+            if new.height:
+                merged = pl.concat([merged, new], how="vertical_relaxed")
+        close = merged.with_columns(__rb_close=self._closing(job_wm, final)).get_column("__rb_close")
+        self.state = merged.filter(~close)
         if self.node.emit == "final":
-            out_q = flagged.filter(pl.col("__rb_close"))
+            out = merged.filter(close)
         else:
-            out_q = flagged.join(partial_q.select(self.keys), on=self.keys, how="semi")
-        queries = [state_q, self._finish(out_q.drop("__rb_close"))]
-        if extra is not None:
-            queries.append(extra)
-        results = pl.collect_all(queries)
-        self.state = results[0]
-        return results[1], (results[2] if extra is not None else None)
+            out = merged.join(partial.select(self.keys), on=self.keys, how="semi")
+        emitted = self._finish(out.lazy()).collect()
+        return emitted, (found[1] if extra is not None else None)
 
     # -- sessions ---------------------------------------------------------------------
     def _split_session(self, df: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
