@@ -66,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rate", type=int, default=100_000, help="events per second")
     parser.add_argument("--seconds", type=float, default=10.0, help="how long the writer runs")
-    parser.add_argument("--max-wait", default="20ms", help="riverbed's micro-batch wait bound")
+    parser.add_argument("--max-wait", default="10ms", help="riverbed's micro-batch wait bound")
     args = parser.parse_args(argv)
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))

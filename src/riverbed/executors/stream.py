@@ -538,7 +538,7 @@ def run_stream(
     progress: bool | None = None,
     home: Path,
     max_batch_rows: int = 250_000,
-    max_wait: Duration = "20ms",
+    max_wait: Duration = "10ms",
     commit_interval: Duration = "500ms",
     stop: threading.Event | None = None,
     stop_after: Duration | None = None,
