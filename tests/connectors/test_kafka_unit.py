@@ -120,6 +120,30 @@ def test_options_are_checked_and_sources_pickle() -> None:
         kafka_source("t", schema={"_offset": pl.Int64}, metadata=True).schema(SourceContext())
 
 
+def test_group_assignment_options() -> None:
+    assert kafka_source("t").assignment == "all"
+    src = kafka_source("t", group="g", assignment="group", schema={"id": pl.Int64})
+    assert src.assignment == "group" and src.group == "g"
+    assert pickle.loads(pickle.dumps(src)) == src
+    assert kafka("t", group="g", assignment="group").as_source() == kafka_source(
+        "t", group="g", assignment="group"
+    )
+    assert from_uri("kafka://h:1/t?group=g&assignment=group").source.assignment == "group"
+    with pytest.raises(ConfigError, match="needs a consumer group"):
+        kafka_source("t", assignment="group")
+    with pytest.raises(ConfigError, match="expected 'all'"):
+        kafka_source("t", group="g", assignment="mine")  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match="eager"):
+        kafka_source(
+            "t",
+            group="g",
+            assignment="group",
+            config={"partition.assignment.strategy": "cooperative-sticky"},
+        )
+    with pytest.raises(ConfigError, match="classic"):
+        kafka_source("t", group="g", assignment="group", config={"group.protocol": "consumer"})
+
+
 def test_missing_confluent_kafka_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "confluent_kafka", None)
     src = kafka_source("t", schema={"id": pl.Int64})

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
 _LOG = logging.getLogger("riverbed.kafka")
 
 Start = Literal["earliest", "latest"]
+Assignment = Literal["all", "group"]
 ConfigValue = str | int | float | bool
 METADATA_COLUMNS = {"partition": "_partition", "offset": "_offset", "timestamp": "_timestamp"}
 HEADERS_COLUMN = "_headers"
@@ -81,6 +82,32 @@ def _check_bootstrap(bootstrap: str) -> None:
                 "(comma-separated for several brokers), got "
                 f"{part!r}.\n  hint: bootstrap='127.0.0.1:9092'"
             )
+
+
+def _check_group_options(
+    topic: str, assignment: str, group: str | None, config: tuple[tuple[str, ConfigValue], ...]
+) -> None:
+    if assignment not in ("all", "group"):
+        raise ConfigError(
+            f"Kafka topic {topic!r}: assignment={assignment!r}: expected 'all' (read every "
+            "partition) or 'group' (share the partitions through a consumer group)"
+        )
+    if assignment != "group":
+        return
+    if not group:
+        raise ConfigError(
+            f"Kafka topic {topic!r}: assignment='group' needs a consumer group.\n"
+            f"  hint: kafka({topic!r}, group='my-pipeline', assignment='group')"
+        )
+    settings = dict(config)
+    strategy = str(settings.get("partition.assignment.strategy", ""))
+    protocol = str(settings.get("group.protocol", "classic"))
+    if "cooperative" in strategy or protocol != "classic":
+        raise ConfigError(
+            f"Kafka topic {topic!r}: assignment='group' supports the classic, eager rebalance "
+            f"protocol only; got partition.assignment.strategy={strategy!r}, "
+            f"group.protocol={protocol!r}.\n  hint: use 'range' or 'roundrobin' (the default)"
+        )
 
 
 def _freeze_config(config: Mapping[str, ConfigValue] | None) -> tuple[tuple[str, ConfigValue], ...]:

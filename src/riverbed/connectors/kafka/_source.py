@@ -1,10 +1,12 @@
-"""Kafka connector: :class:`KafkaSource` and its per-partition :class:`KafkaReader`."""
+"""Kafka connector: :class:`KafkaSource`, a topic read partition by partition."""
 
 from __future__ import annotations
 
 import io
 import json
+import threading
 import time
+import weakref
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -12,25 +14,19 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import polars as pl
 
 from riverbed._errors import ConfigError, SourceError
-from riverbed.connectors.base import (
-    Capabilities,
-    Source,
-    SourceContext,
-    SourceReader,
-    dead_letters,
-)
+from riverbed.connectors.base import Capabilities, Source, SourceContext
 from riverbed.connectors.kafka._config import (
     _HEADERS_DTYPE,
     _LOG,
     _METADATA_DTYPES,
     _PARTITION_EOF,
-    _TRANSIENT_CODES,
-    _UNKNOWN_TOPIC,
     HEADERS_COLUMN,
+    Assignment,
     ConfigValue,
     Start,
     _admin,
     _check_bootstrap,
+    _check_group_options,
     _check_topic,
     _ck,
     _is_transient,
@@ -38,11 +34,14 @@ from riverbed.connectors.kafka._config import (
     _topic_partitions,
     _unreachable,
 )
-from riverbed.connectors.kafka._decode import decode_values
+from riverbed.connectors.kafka._group import GroupMember
+from riverbed.connectors.kafka._reader import KafkaReader
 
 if TYPE_CHECKING:
-    from confluent_kafka import Consumer, KafkaError, Message
     from polars._typing import PolarsDataType
+
+_MEMBER = "group_member"  # the _cache key of this process's GroupMember (never pickled)
+_MEMBER_LOCK = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -67,12 +66,29 @@ class KafkaSource(Source):
     group
         A consumer group to which :meth:`KafkaReader.commit_group` and :meth:`commit_group`
         copy positions (so lag shows in Kafka tools). riverbed's checkpoint stays the truth.
+    assignment
+        Which partitions this process reads. ``"all"`` (the default): every partition of the
+        topic, each reader ``assign``-ed by hand; two processes running the same pipeline
+        each read everything. ``"group"``: :meth:`partitions` joins consumer ``group``
+        (required) and returns only the partitions the group coordinator assigns to this
+        process, so several processes share the topic's partitions. Offsets stay riverbed's:
+        nothing is auto-committed, and a reader starts at its resume state, else at the
+        group's committed offset (see :meth:`commit_group`), else at ``start``. A rebalance
+        (a member joins, leaves or dies) is detected, not followed: a reader whose partition
+        went to another member raises :class:`~riverbed._errors.TransientError`
+        ("partitions were reassigned; restart the job ..."), and so does, in stream mode,
+        any reader once partitions were added to this process. The process leaves the group
+        when every partition it was given has been read and its reader closed, on
+        :meth:`leave_group`, or when the source is dropped or the process exits. Classic
+        (eager) rebalancing only.
     start
-        Where a reader without resume state begins: ``"earliest"`` or ``"latest"``.
+        Where a reader without resume state (nor, in group mode, a committed offset) begins:
+        ``"earliest"`` or ``"latest"``.
     infer_rows
         How many messages schema inference reads.
     timeout
-        Seconds to wait for the broker on metadata and offset requests.
+        Seconds to wait for the broker on metadata and offset requests; in group mode also
+        for the coordinator to assign partitions and for a rebalance to end.
     config
         Extra librdkafka settings as ``(name, value)`` pairs (security, SASL, ...).
     """
@@ -84,6 +100,7 @@ class KafkaSource(Source):
     headers: bool = False
     metadata: tuple[str, ...] = ()
     group: str | None = None
+    assignment: Assignment = "all"
     start: Start = "earliest"
     infer_rows: int = 1000
     timeout: float = 10.0
@@ -104,6 +121,13 @@ class KafkaSource(Source):
         for name in self.metadata:
             if name not in _METADATA_DTYPES:
                 raise ConfigError(f"Kafka metadata column {name!r}: expected one of {list(_METADATA_DTYPES)}")
+        _check_group_options(self.topic, self.assignment, self.group, self.config)
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickle the description, never this process's group membership."""
+        state = dict(self.__dict__)
+        state["_cache"] = {k: v for k, v in self._cache.items() if k != _MEMBER}
+        return state
 
     # -- description
 
@@ -153,7 +177,7 @@ class KafkaSource(Source):
 
     def _infer(self, ctx: SourceContext | None) -> pl.Schema:
         ck = _ck()
-        parts = self.partitions(ctx or SourceContext())
+        parts = self._all_partitions()  # every partition, whatever this process is assigned
         consumer = ck.Consumer(self._consumer_config(ctx))
         samples: list[bytes] = []
         try:
@@ -234,7 +258,14 @@ class KafkaSource(Source):
     # -- partitions and readers
 
     def partitions(self, ctx: SourceContext) -> list[str]:
-        """The topic's partition ids as strings (``["0", "1", ...]``)."""
+        """The partition ids to read here as strings (``["0", "1", ...]``): all of the topic's,
+        or (``assignment="group"``) those the consumer group assigns to this process."""
+        parts = self._all_partitions()
+        if self.assignment == "all":
+            return [str(p) for p in parts]
+        return [str(p) for p in self._group_member(ctx).hand_out(ctx.mode)]
+
+    def _all_partitions(self) -> list[int]:
         admin = _admin(self.bootstrap, self.config)
         parts = _topic_partitions(self.bootstrap, self.topic, self.timeout, self.config, admin=admin)
         if parts is None:
@@ -243,7 +274,37 @@ class KafkaSource(Source):
                 + ".\n  hint: check the topic name, or create it (kafka_sink(..., "
                 "create_partitions=N) creates it on first write)"
             )
-        return [str(p) for p in parts]
+        return parts
+
+    def _group_member(self, ctx: SourceContext) -> GroupMember:
+        """This process's member of ``group`` (joined on first use, kept until it leaves)."""
+        assert self.group is not None  # checked in __post_init__
+        with _MEMBER_LOCK:
+            member: GroupMember | None = self._cache.get(_MEMBER)
+            if member is None or member.ended:
+                member = GroupMember(
+                    topic=self.topic,
+                    group=self.group,
+                    bootstrap=self.bootstrap,
+                    config={
+                        **self._consumer_config(ctx),
+                        "enable.partition.eof": False,
+                        "auto.offset.reset": "latest",  # it never fetches: its partitions are paused
+                        **dict(self.config),
+                    },
+                    timeout=self.timeout,
+                    mode=ctx.mode,
+                )
+                self._cache[_MEMBER] = member
+                weakref.finalize(self, member.leave, min(self.timeout, 5.0))  # source dropped, or exit
+        return member
+
+    def leave_group(self) -> None:
+        """Leave the consumer group now (``assignment="group"``); open readers then raise
+        :class:`~riverbed._errors.TransientError`. A later :meth:`partitions` joins again."""
+        member: GroupMember | None = self._cache.get(_MEMBER)
+        if member is not None:
+            member.leave(wait=self.timeout)
 
     def open(self, partition: str, resume: Any, ctx: SourceContext) -> KafkaReader:
         """A reader of one partition, at offset ``resume`` (None: see ``start``)."""
@@ -259,15 +320,27 @@ class KafkaSource(Source):
                 f"Kafka topic {self.topic!r} partition {pid}: resume state {resume!r} is not an "
                 "offset (expected an int >= 0, as snapshot() returns)"
             )
-        return KafkaReader(self, pid, resume, ctx, self._value_schema(ctx))
+        member = None
+        if self.assignment == "group":
+            member = self._group_member(ctx)
+            if not member.handed_out:  # opened without partitions(): join the group first
+                member.hand_out(ctx.mode)
+        return KafkaReader(self, pid, resume, ctx, self._value_schema(ctx), member)
 
     def commit_group(self, positions: Mapping[str, int]) -> None:
-        """Commit ``{partition: next offset}`` (e.g. a checkpoint's positions) to ``group``."""
+        """Commit ``{partition: next offset}`` (e.g. a checkpoint's positions) to ``group``.
+
+        While this process is a member of the group (``assignment="group"``) the commit goes
+        through its member: a group with members takes commits from its members only."""
         if not self.group:
             raise ConfigError(
                 f"Kafka source {self.describe()}: commit_group needs a consumer group.\n"
                 "  hint: kafka(topic, group='my-pipeline')"
             )
+        member: GroupMember | None = self._cache.get(_MEMBER)
+        if member is not None and not member.ended:
+            member.commit((int(p), int(o)) for p, o in sorted(positions.items()))
+            return
         ck = _ck()
         consumer = ck.Consumer(self._consumer_config(None))
         try:
@@ -283,244 +356,3 @@ class KafkaSource(Source):
             ) from exc
         finally:
             consumer.close()
-
-
-class KafkaReader(SourceReader):
-    """Reads one partition of a topic; see :class:`KafkaSource`."""
-
-    def __init__(
-        self,
-        source: KafkaSource,
-        partition: int,
-        resume: int | None,
-        ctx: SourceContext,
-        value_schema: pl.Schema,
-    ) -> None:
-        ck = _ck()
-        self._ck = ck
-        self.source = source
-        self.partition = partition
-        self.mode = ctx.mode
-        self._value_schema = value_schema
-        self._schema = source._output_schema(value_schema)
-        self._key_column = source.key if source.key is not None and source.key not in value_schema else None
-        self._dead: list[dict[str, Any]] = []
-        self._where = f"{source.describe()} partition {partition}"
-        self._tp = ck.TopicPartition(source.topic, partition)
-        self._consumer: Consumer = ck.Consumer(source._consumer_config(ctx))
-        deadline = time.monotonic() + source.timeout
-        while True:  # a just-created topic may have no leader for a moment: retry until timeout
-            try:
-                low, high = self._consumer.get_watermark_offsets(
-                    self._tp, timeout=max(deadline - time.monotonic(), 0.1), cached=False
-                )
-                break
-            except ck.KafkaException as exc:
-                if _is_transient(exc) and time.monotonic() < deadline - 0.1:
-                    time.sleep(0.1)
-                    continue
-                self._consumer.close()
-                if _is_transient(exc):
-                    raise _unreachable(source.bootstrap, source.topic, source.timeout, exc) from exc
-                raise SourceError(f"{self._where}: cannot read its offsets: {exc}") from exc
-        if resume is None:
-            start = low if source.start == "earliest" else high
-        else:
-            start = resume
-            if start < low:
-                self._consumer.close()
-                raise SourceError(
-                    f"{self._where}: cannot resume at offset {start}; the oldest message "
-                    f"still kept is at offset {low}, so offsets {start}..{low - 1} were deleted "
-                    "(retention or compaction) and would be lost.\n  hint: raise the topic's "
-                    "retention, or restart the pipeline from scratch"
-                )
-        self._next: int = int(start)
-        self._listed_end = high  # ListOffsets(latest) when opened
-        self._end: int | None = None  # batch mode bound, fixed at the first fetch
-        # a partition with no messages at all ends a batch read at once
-        self._done = self.mode == "batch" and high <= low and start >= high
-        self._consumer.assign([ck.TopicPartition(source.topic, partition, start)])
-
-    # -- reading
-
-    def next_batch(self, max_rows: int, timeout: float) -> pl.DataFrame | None:
-        """Up to ``max_rows`` rows; empty if nothing came within ``timeout`` s; None at the end
-        of a batch-mode read."""
-        if self._done:
-            return None
-        data, eof = self._poll(max(int(max_rows), 1), max(float(timeout), 0.0))
-        batch = self.mode == "batch"
-        if batch and self._end is None and (data or eof is not None):
-            # The high watermark of the first Fetch response: ListOffsets alone can be behind
-            # on some Kafka-compatible brokers (see riverbed._testing.tansu).
-            cached = self._consumer.get_watermark_offsets(self._tp, cached=True)
-            self._end = max(self._listed_end, cached[1] if cached else -1)
-        if data:
-            if batch and self._end is not None and (data[-1].offset() or 0) >= self._end:
-                data = [m for m in data if (m.offset() or 0) < self._end]
-                self._done = True
-            if data:
-                self._next = (data[-1].offset() or 0) + 1
-        if eof is not None:
-            limit = self._end if batch and self._end is not None else eof
-            self._next = max(self._next, min(eof, limit))
-            if batch and eof >= self._listed_end:
-                self._done = True
-        if batch and self._end is not None and self._next >= self._end:
-            self._done = True
-        if not data:
-            return None if self._done else pl.DataFrame(schema=self._schema)
-        return self._frame(data)
-
-    def _poll(self, max_rows: int, timeout: float) -> tuple[list[Message], int | None]:
-        """Messages already fetched; else wait up to ``timeout`` for the first one."""
-        consumer = self._consumer
-        events = consumer.consume(max_rows, 0)
-        data, eof = self._split(events)
-        if data:
-            return data, eof
-        if self.mode == "batch" and eof is not None and eof >= self._listed_end:
-            return data, eof
-        deadline = time.monotonic() + timeout
-        while True:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                return data, eof
-            events = consumer.consume(1, left)
-            got, got_eof = self._split(events)
-            if got_eof is not None:
-                eof = got_eof
-            if got:
-                if max_rows > 1:
-                    more, more_eof = self._split(consumer.consume(max_rows - 1, 0))
-                    got.extend(more)
-                    eof = more_eof if more_eof is not None else eof
-                return got, eof
-            if self.mode == "batch" and eof is not None:
-                return data, eof
-
-    def _split(self, events: list[Message]) -> tuple[list[Message], int | None]:
-        data = [m for m in events if m.error() is None]
-        eof: int | None = None
-        if len(data) != len(events):
-            for m in events:
-                err = m.error()
-                if err is None:
-                    continue
-                if err.code() == _PARTITION_EOF:
-                    eof = m.offset()
-                else:
-                    self._event_error(err)
-        return data, eof
-
-    def _event_error(self, err: KafkaError) -> None:
-        if err.code() in _TRANSIENT_CODES or err.retriable():
-            _LOG.warning("%s: %s (retrying)", self._where, err)
-            return
-        if err.code() == 1:  # OFFSET_OUT_OF_RANGE
-            raise SourceError(
-                f"{self._where}: offset {self._next} is out of range ({err}); messages were "
-                "deleted by retention while the pipeline was stopped, or the topic was "
-                "recreated.\n  hint: restart the pipeline from scratch, or raise the retention"
-            )
-        if err.fatal():
-            raise SourceError(f"{self._where}: fatal Kafka error: {err}")
-        if err.code() == _UNKNOWN_TOPIC:
-            raise SourceError(f"{self._where}: the topic no longer exists ({err})")
-        _LOG.warning("%s: %s", self._where, err)
-
-    def _frame(self, data: list[Message]) -> pl.DataFrame:
-        values, bad = decode_values([m.value() for m in data], self._value_schema)
-        keep: pl.Series | None = None
-        if bad:
-            mask = [True] * len(data)
-            for i, fld, reason in bad:
-                mask[i] = False
-                m = data[i]
-                raw = m.value()
-                self._dead.append(
-                    {
-                        "source": self.source.topic,
-                        "position": f"partition {self.partition} offset {m.offset()}",
-                        "field": fld,
-                        "error": reason,
-                        "raw": raw.decode("utf-8", "replace") if raw is not None else None,
-                    }
-                )
-            keep = pl.Series(mask, dtype=pl.Boolean)
-        extra: list[pl.Series] = []
-        if self._key_column is not None:
-            extra.append(_keys(self._key_column, [m.key() for m in data]))
-        if self.source.headers:
-            extra.append(_headers([m.headers() for m in data]))
-        for name in self.source.metadata:
-            if name == "_partition":
-                extra.append(pl.repeat(self.partition, len(data), dtype=pl.Int32, eager=True).alias(name))
-            elif name == "_offset":
-                extra.append(pl.Series(name, [m.offset() for m in data], dtype=pl.Int64))
-            else:
-                stamps = [ts if kind else None for kind, ts in (m.timestamp() for m in data)]
-                extra.append(pl.Series(name, stamps, dtype=pl.Int64).cast(_METADATA_DTYPES[name]))
-        if extra:
-            meta = pl.DataFrame(extra)
-            if keep is not None:
-                meta = meta.filter(keep)
-            values = values.hstack(meta)
-        return values.select(self._schema.names())
-
-    # -- state
-
-    def snapshot(self) -> int:
-        """The next offset this reader will read (JSON-serialisable resume state)."""
-        return self._next
-
-    def drain_dead_letters(self) -> pl.DataFrame | None:
-        """Messages rejected since the last call (``DEAD_LETTER_SCHEMA``), or None."""
-        if not self._dead:
-            return None
-        rows, self._dead = self._dead, []
-        return dead_letters(rows)
-
-    def commit_group(self) -> None:
-        """Copy this reader's position to the source's consumer ``group`` (for lag tools)."""
-        if not self.source.group:
-            raise ConfigError(
-                f"{self._where}: commit_group needs a consumer group.\n"
-                "  hint: kafka(topic, group='my-pipeline')"
-            )
-        try:
-            self._consumer.commit(
-                offsets=[self._ck.TopicPartition(self.source.topic, self.partition, self._next)],
-                asynchronous=False,
-            )
-        except self._ck.KafkaException as exc:
-            if _is_transient(exc):
-                raise _unreachable(
-                    self.source.bootstrap, self.source.topic, self.source.timeout, exc
-                ) from exc
-            raise SourceError(f"{self._where}: cannot commit to group {self.source.group!r}: {exc}") from exc
-
-    def close(self) -> None:
-        """Leave the broker (no group rebalance: readers use ``assign``)."""
-        consumer, self._consumer = self._consumer, None  # type: ignore[assignment]
-        if consumer is not None:
-            consumer.close()
-
-
-def _keys(name: str, keys: list[bytes | None]) -> pl.Series:
-    raw = pl.Series(name, keys, dtype=pl.Binary)
-    try:
-        return raw.cast(pl.String)
-    except pl.exceptions.PolarsError:  # invalid UTF-8 somewhere: decode with replacement
-        return pl.Series(name, [k.decode("utf-8", "replace") if k is not None else None for k in keys])
-
-
-def _headers(headers: list[Any]) -> pl.Series:
-    rows = [
-        [{"key": k, "value": v.decode("utf-8", "replace") if isinstance(v, bytes) else v} for k, v in h]
-        if h
-        else []
-        for h in headers
-    ]
-    return pl.Series(HEADERS_COLUMN, rows, dtype=_HEADERS_DTYPE)

@@ -11,6 +11,7 @@ import polars as pl
 
 from riverbed._errors import ConfigError
 from riverbed.connectors.kafka._config import (
+    Assignment,
     ConfigValue,
     Start,
     _freeze_config,
@@ -51,6 +52,7 @@ def kafka_source(
     schema: Mapping[str, PolarsDataType] | pl.Schema | None = None,
     key: str | None = None,
     group: str | None = None,
+    assignment: Assignment = "all",
     headers: bool = False,
     metadata: bool | Sequence[str] = False,
     start: Start = "earliest",
@@ -60,11 +62,16 @@ def kafka_source(
 ) -> KafkaSource:
     """Read JSON messages of ``topic``; see :class:`KafkaSource` for the options.
 
+    ``assignment="group"`` (with ``group=``) shares the topic's partitions among the
+    processes that read it with the same group, through Kafka's consumer-group protocol.
+
     Examples
     --------
     >>> src = kafka_source("orders", schema={"id": pl.Int64}, key="user", metadata=["offset"])
     >>> src.describe(), src.metadata
     ('kafka://127.0.0.1:9092/orders', ('_offset',))
+    >>> kafka_source("orders", group="billing", assignment="group").assignment
+    'group'
     """
     return KafkaSource(
         topic=topic,
@@ -74,6 +81,7 @@ def kafka_source(
         headers=headers,
         metadata=_metadata_names(metadata),
         group=group,
+        assignment=assignment,
         start=start,
         infer_rows=infer_rows,
         timeout=timeout,
@@ -120,6 +128,7 @@ def kafka(
     schema: Mapping[str, PolarsDataType] | pl.Schema | None = None,
     key: str | None = None,
     group: str | None = None,
+    assignment: Assignment = "all",
     headers: bool = False,
     metadata: bool | Sequence[str] = False,
     start: Start = "earliest",
@@ -131,6 +140,8 @@ def kafka(
 
     ``key`` names the column that is the message key both ways: the sink keys messages by
     it; the source fills it from the message key unless the value already holds it.
+    ``group`` and ``assignment`` concern the source (see :class:`KafkaSource`):
+    ``assignment="group"`` shares the partitions among the processes reading with ``group``.
 
     Examples
     --------
@@ -144,6 +155,7 @@ def kafka(
         schema=schema,
         key=key,
         group=group,
+        assignment=assignment,
         headers=headers,
         metadata=metadata,
         start=start,
@@ -164,6 +176,7 @@ def kafka(
 _URI_OPTIONS: dict[str, type] = {
     "key": str,
     "group": str,
+    "assignment": str,
     "start": str,
     "headers": bool,
     "metadata": bool,
@@ -194,7 +207,7 @@ def _uri_value(uri: str, name: str, text: str) -> Any:
 def from_uri(uri: str, **options: Any) -> KafkaTopic:
     """Parse ``kafka://HOST:PORT[,HOST:PORT...]/TOPIC[?option=value&...]``.
 
-    Query options: ``key``, ``group``, ``start``, ``headers``, ``metadata``,
+    Query options: ``key``, ``group``, ``assignment``, ``start``, ``headers``, ``metadata``,
     ``create_partitions``, ``timeout``; keyword ``options`` (any :func:`kafka` argument)
     override them.
 
@@ -203,6 +216,8 @@ def from_uri(uri: str, **options: Any) -> KafkaTopic:
     >>> t = from_uri("kafka://127.0.0.1:9092/orders?key=user&group=g1", schema={"id": pl.Int64})
     >>> t.describe(), t.as_source().group, t.as_sink().key
     ('kafka://127.0.0.1:9092/orders', 'g1', 'user')
+    >>> from_uri("kafka://127.0.0.1:9092/orders?group=g1&assignment=group").as_source().assignment
+    'group'
     """
     parts = urlsplit(uri)
     if parts.scheme.lower() != "kafka":
