@@ -8,20 +8,84 @@ already committed.
 from __future__ import annotations
 
 from abc import abstractmethod
-from typing import Literal
+from dataclasses import dataclass
+from typing import Any, ClassVar, Literal
 
 import polars as pl
 
 from riverbed._errors import ConfigError, SinkError
-from riverbed.connectors.base import SinkContext, SinkWriter
+from riverbed.connectors.base import (
+    Capabilities,
+    Sink,
+    SinkContext,
+    SinkWriter,
+    Source,
+    SourceContext,
+    SourceReader,
+)
 
 TableMode = Literal["replace", "append", "upsert"]
 EPOCHS_TABLE = "_riverbed_epochs"
 
 
-def check_mode(mode: str, key: tuple[str, ...]) -> None:
+def table_options(kind: str, mode: str, key: str | list[str] | None) -> tuple[TableMode, tuple[str, ...]]:
+    """Check a table sink's mode and key; the key as a tuple."""
+    keys = (key,) if isinstance(key, str) else tuple(key or ())
     if mode not in ("replace", "append", "upsert"):
         raise ConfigError(f"table sink mode must be replace, append or upsert; got {mode!r}")
+    if mode == "upsert" and not keys:
+        raise ConfigError(f"{kind}(..., mode='upsert') needs key=... (the columns to match on)")
+    return mode, keys  # type: ignore[return-value]
+
+
+@dataclass(frozen=True)
+class TableSink(Sink):
+    """A database table as a sink; ``table=""`` means the name of the pipeline writing it."""
+
+    path: str
+    table: str
+    mode: TableMode = "replace"
+    key: tuple[str, ...] = ()
+
+    kind: ClassVar[str] = "table"
+    capabilities: ClassVar[Capabilities] = Capabilities(
+        bounded=True, unbounded=True, exactly_once=True, upsert=True
+    )
+
+    def describe(self) -> str:
+        return f"{self.kind} {self.path}#{self.table or '<pipeline name>'} ({self.mode})"
+
+
+@dataclass(frozen=True)
+class TableSource(Source):
+    """A database table read whole as a bounded source (e.g. a lookup table)."""
+
+    path: str
+    table: str
+
+    kind: ClassVar[str] = "table"
+    capabilities: ClassVar[Capabilities] = Capabilities(bounded=True)
+
+    def describe(self) -> str:
+        return f"{self.kind} {self.path}#{self.table}"
+
+    @abstractmethod
+    def _read(self, limit: int | None = None) -> pl.DataFrame:
+        """The table's rows (at most ``limit``)."""
+
+    def schema(self, ctx: SourceContext) -> pl.Schema:
+        return self._read(0).schema
+
+    def scan(self, ctx: SourceContext) -> tuple[pl.LazyFrame, pl.DataFrame | None] | None:
+        return self._read().lazy(), None
+
+    def partitions(self, ctx: SourceContext) -> list[str]:
+        return ["0"]
+
+    def open(self, partition: str, resume: Any, ctx: SourceContext) -> SourceReader:
+        from riverbed.connectors.memory import FrameReader
+
+        return FrameReader(self._read(), resume)
 
 
 class TableWriter(SinkWriter):

@@ -8,16 +8,18 @@ from typing import Any, ClassVar
 
 import polars as pl
 
-from riverbed._errors import ConfigError, SinkError, SourceError
-from riverbed.connectors._table import EPOCHS_TABLE, TableMode, TableWriter, check_mode
+from riverbed._errors import SinkError, SourceError
+from riverbed.connectors._table import (
+    EPOCHS_TABLE,
+    TableMode,
+    TableSink,
+    TableSource,
+    TableWriter,
+    table_options,
+)
 from riverbed.connectors.base import (
-    Capabilities,
-    Sink,
     SinkContext,
     SinkWriter,
-    Source,
-    SourceContext,
-    SourceReader,
 )
 
 
@@ -37,20 +39,10 @@ def _connect(path: str, *, read_only: bool = False) -> Any:
 
 
 @dataclass(frozen=True)
-class DuckDBSink(Sink):
+class DuckDBSink(TableSink):
     """A DuckDB table. Build it with :func:`riverbed.duckdb`."""
 
-    path: str
-    table: str
-    mode: TableMode = "replace"
-    key: tuple[str, ...] = ()
-
-    capabilities: ClassVar[Capabilities] = Capabilities(
-        bounded=True, unbounded=True, exactly_once=True, upsert=True
-    )
-
-    def describe(self) -> str:
-        return f"duckdb {self.path}#{self.table or '<pipeline name>'} ({self.mode})"
+    kind: ClassVar[str] = "duckdb"
 
     def open(self, ctx: SinkContext) -> SinkWriter:
         return _DuckDBWriter(self, ctx)
@@ -118,16 +110,10 @@ class _DuckDBWriter(TableWriter):
 
 
 @dataclass(frozen=True)
-class DuckDBSource(Source):
+class DuckDBSource(TableSource):
     """A DuckDB table (or query) read as a bounded source."""
 
-    path: str
-    table: str
-
-    capabilities: ClassVar[Capabilities] = Capabilities(bounded=True)
-
-    def describe(self) -> str:
-        return f"duckdb {self.path}#{self.table}"
+    kind: ClassVar[str] = "duckdb"
 
     def _read(self, limit: int | None = None) -> pl.DataFrame:
         try:
@@ -148,20 +134,6 @@ class DuckDBSource(Source):
         finally:
             con.close()
 
-    def schema(self, ctx: SourceContext) -> pl.Schema:
-        return self._read(0).schema
-
-    def scan(self, ctx: SourceContext) -> tuple[pl.LazyFrame, pl.DataFrame | None] | None:
-        return self._read().lazy(), None
-
-    def partitions(self, ctx: SourceContext) -> list[str]:
-        return ["0"]
-
-    def open(self, partition: str, resume: Any, ctx: SourceContext) -> SourceReader:
-        from riverbed.connectors.memory import FrameReader
-
-        return FrameReader(self._read(), resume)
-
 
 def duckdb(
     path: str | os.PathLike[str],
@@ -180,10 +152,7 @@ def duckdb(
     >>> rb.duckdb("warehouse.duckdb", table="daily_revenue").describe()
     'duckdb warehouse.duckdb#daily_revenue (replace)'
     """
-    keys = (key,) if isinstance(key, str) else tuple(key or ())
-    check_mode(mode, keys)
-    if mode == "upsert" and not keys:
-        raise ConfigError("duckdb(..., mode='upsert') needs key=... (the columns to match on)")
+    mode, keys = table_options("duckdb", mode, key)
     return DuckDBSink(os.fspath(path), table, mode, keys)
 
 

@@ -9,16 +9,19 @@ from typing import Any, ClassVar
 
 import polars as pl
 
-from riverbed._errors import ConfigError, SinkError, SourceError
-from riverbed.connectors._table import EPOCHS_TABLE, TableMode, TableWriter, check_mode
+from riverbed._errors import SinkError, SourceError
+from riverbed.connectors._table import (
+    EPOCHS_TABLE,
+    TableMode,
+    TableSink,
+    TableSource,
+    TableWriter,
+    table_options,
+)
 from riverbed.connectors.base import (
-    Capabilities,
-    Sink,
     SinkContext,
     SinkWriter,
-    Source,
     SourceContext,
-    SourceReader,
 )
 
 
@@ -52,20 +55,10 @@ def _rows(df: pl.DataFrame) -> list[tuple[Any, ...]]:
 
 
 @dataclass(frozen=True)
-class SQLiteSink(Sink):
+class SQLiteSink(TableSink):
     """A SQLite table. Build it with :func:`riverbed.sqlite`."""
 
-    path: str
-    table: str
-    mode: TableMode = "replace"
-    key: tuple[str, ...] = ()
-
-    capabilities: ClassVar[Capabilities] = Capabilities(
-        bounded=True, unbounded=True, exactly_once=True, upsert=True
-    )
-
-    def describe(self) -> str:
-        return f"sqlite {self.path}#{self.table or '<pipeline name>'} ({self.mode})"
+    kind: ClassVar[str] = "sqlite"
 
     def open(self, ctx: SinkContext) -> SinkWriter:
         return _SQLiteWriter(self, ctx)
@@ -140,16 +133,10 @@ class _SQLiteWriter(TableWriter):
 
 
 @dataclass(frozen=True)
-class SQLiteSource(Source):
+class SQLiteSource(TableSource):
     """A SQLite table read as a bounded source."""
 
-    path: str
-    table: str
-
-    capabilities: ClassVar[Capabilities] = Capabilities(bounded=True)
-
-    def describe(self) -> str:
-        return f"sqlite {self.path}#{self.table}"
+    kind: ClassVar[str] = "sqlite"
 
     def _read(self, limit: int | None = None) -> pl.DataFrame:
         if not os.path.exists(self.path):
@@ -173,17 +160,6 @@ class SQLiteSource(Source):
     def schema(self, ctx: SourceContext) -> pl.Schema:
         return self._read().schema
 
-    def scan(self, ctx: SourceContext) -> tuple[pl.LazyFrame, pl.DataFrame | None] | None:
-        return self._read().lazy(), None
-
-    def partitions(self, ctx: SourceContext) -> list[str]:
-        return ["0"]
-
-    def open(self, partition: str, resume: Any, ctx: SourceContext) -> SourceReader:
-        from riverbed.connectors.memory import FrameReader
-
-        return FrameReader(self._read(), resume)
-
 
 def sqlite(
     path: str | os.PathLike[str],
@@ -200,10 +176,7 @@ def sqlite(
     >>> rb.sqlite("out.sqlite", "daily").describe()
     'sqlite out.sqlite#daily (replace)'
     """
-    keys = (key,) if isinstance(key, str) else tuple(key or ())
-    check_mode(mode, keys)
-    if mode == "upsert" and not keys:
-        raise ConfigError("sqlite(..., mode='upsert') needs key=... (the columns to match on)")
+    mode, keys = table_options("sqlite", mode, key)
     return SQLiteSink(os.fspath(path), table, mode, keys)
 
 
