@@ -14,6 +14,7 @@ from typing import Any, Literal
 import polars as pl
 
 from riverbed._errors import PlanError, RiverbedError
+from riverbed._time import format_ms
 from riverbed.aggregates import Agg
 from riverbed.connectors.base import DEAD_LETTER_SCHEMA, Sink, Source, SourceContext
 from riverbed.windows import WindowSpec, event_time_expr
@@ -56,6 +57,10 @@ class ReadNode(Node):
 
     def describe(self) -> str:
         et = f", event_time={self.event_time}" if self.event_time else ""
+        if self.watermark is not None:
+            et += f", watermark max_delay={format_ms(self.watermark.max_delay_ms)}"
+            if self.watermark.idle_timeout_ms is not None:
+                et += f" idle_timeout={format_ms(self.watermark.idle_timeout_ms)}"
         return f"read {self.source.describe()}{et}"
 
 
@@ -128,7 +133,8 @@ class WindowAggNode(Node):
     def describe(self) -> str:
         aggs = ", ".join(f"{n}={a.describe()}" for n, a in self.aggs)
         by = f" by {', '.join(self.by)}" if self.by else ""
-        return f"window {self.window.describe()}{by} agg {aggs} emit={self.emit}"
+        late = f" allowed_lateness={format_ms(self.allowed_lateness_ms)}" if self.allowed_lateness_ms else ""
+        return f"window {self.window.describe()}{by} agg {aggs} emit={self.emit}{late}"
 
 
 @dataclass(frozen=True, eq=False)
