@@ -118,7 +118,6 @@ class TableWriter(SinkWriter):
         if not frames:
             if not replace:
                 self._record_epoch_only(epoch)
-                return
             return
         df = pl.concat(frames, how="diagonal_relaxed")
         if self.upsert:
@@ -135,9 +134,37 @@ class TableWriter(SinkWriter):
         except Exception as exc:
             raise SinkError(f"sink table {self.table!r}: commit failed: {exc}") from exc
 
+    con: Any  # a DB-API connection with ``?`` parameters (DuckDB, sqlite3)
+    begin = "BEGIN TRANSACTION"
+
     @abstractmethod
     def _transaction(self, df: pl.DataFrame, *, replace: bool, epoch: int) -> None:
         """Write ``df`` and the epoch in one transaction."""
 
+    def _epoch(self, epoch: int) -> None:
+        """Record ``epoch`` for this pipeline and step (inside the caller's transaction)."""
+        self.con.execute(
+            f"CREATE TABLE IF NOT EXISTS {EPOCHS_TABLE} "
+            "(pipeline TEXT, step TEXT, epoch BIGINT, PRIMARY KEY (pipeline, step))"
+        )
+        self.con.execute(
+            f"INSERT OR REPLACE INTO {EPOCHS_TABLE} VALUES (?, ?, ?)",
+            [self.ctx.pipeline, self.ctx.step, epoch],
+        )
+
     def _record_epoch_only(self, epoch: int) -> None:
-        """Record an epoch with no rows (sinks that track epochs override)."""
+        """Record an epoch that wrote no rows."""
+        self.con.execute(self.begin)
+        self._epoch(epoch)
+        self.con.execute("COMMIT")
+
+    def last_committed_epoch(self) -> int | None:
+        try:
+            # fetchall, not fetchone: DuckDB refuses the next statement while a result is open
+            rows = self.con.execute(
+                f"SELECT epoch FROM {EPOCHS_TABLE} WHERE pipeline = ? AND step = ?",
+                [self.ctx.pipeline, self.ctx.step],
+            ).fetchall()
+        except Exception:  # no epochs table yet
+            return None
+        return int(rows[0][0]) if rows else None

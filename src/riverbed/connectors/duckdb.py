@@ -10,7 +10,6 @@ import polars as pl
 
 from riverbed._errors import SinkError, SourceError
 from riverbed.connectors._table import (
-    EPOCHS_TABLE,
     TableMode,
     TableSink,
     TableSource,
@@ -78,32 +77,6 @@ class _DuckDBWriter(TableWriter):
             raise
         finally:
             con.unregister("__rb_rows")
-
-    def _epoch(self, epoch: int) -> None:
-        self.con.execute(
-            f"CREATE TABLE IF NOT EXISTS {EPOCHS_TABLE} "
-            "(pipeline VARCHAR, step VARCHAR, epoch BIGINT, PRIMARY KEY (pipeline, step))"
-        )
-        self.con.execute(
-            f"INSERT OR REPLACE INTO {EPOCHS_TABLE} VALUES (?, ?, ?)",
-            [self.ctx.pipeline, self.ctx.step, epoch],
-        )
-
-    def _record_epoch_only(self, epoch: int) -> None:
-        self.con.execute("BEGIN TRANSACTION")
-        self._epoch(epoch)
-        self.con.execute("COMMIT")
-
-    def last_committed_epoch(self) -> int | None:
-        try:
-            # fetchall, not fetchone: DuckDB refuses the next statement while a result is open
-            rows = self.con.execute(
-                f"SELECT epoch FROM {EPOCHS_TABLE} WHERE pipeline = ? AND step = ?",
-                [self.ctx.pipeline, self.ctx.step],
-            ).fetchall()
-        except Exception:
-            return None
-        return int(rows[0][0]) if rows else None
 
     def close(self) -> None:
         self.con.close()

@@ -11,7 +11,6 @@ import polars as pl
 
 from riverbed._errors import SinkError, SourceError
 from riverbed.connectors._table import (
-    EPOCHS_TABLE,
     TableMode,
     TableSink,
     TableSource,
@@ -65,6 +64,8 @@ class SQLiteSink(TableSink):
 
 
 class _SQLiteWriter(TableWriter):
+    begin = "BEGIN IMMEDIATE"
+
     def __init__(self, sink: SQLiteSink, ctx: SinkContext) -> None:
         super().__init__(sink.table or ctx.pipeline, sink.mode, sink.key, ctx)  # "": the pipeline's name
         parent = os.path.dirname(os.path.abspath(sink.path))
@@ -80,7 +81,7 @@ class _SQLiteWriter(TableWriter):
 
     def _transaction(self, df: pl.DataFrame, *, replace: bool, epoch: int) -> None:
         con, t = self.con, _q(self.table)
-        con.execute("BEGIN IMMEDIATE")
+        con.execute(self.begin)
         try:
             if replace:
                 con.execute(f"DROP TABLE IF EXISTS {t}")
@@ -102,31 +103,6 @@ class _SQLiteWriter(TableWriter):
         except Exception:
             con.execute("ROLLBACK")
             raise
-
-    def _epoch(self, epoch: int) -> None:
-        self.con.execute(
-            f"CREATE TABLE IF NOT EXISTS {EPOCHS_TABLE} "
-            "(pipeline TEXT, step TEXT, epoch INTEGER, PRIMARY KEY (pipeline, step))"
-        )
-        self.con.execute(
-            f"INSERT OR REPLACE INTO {EPOCHS_TABLE} VALUES (?, ?, ?)",
-            (self.ctx.pipeline, self.ctx.step, epoch),
-        )
-
-    def _record_epoch_only(self, epoch: int) -> None:
-        self.con.execute("BEGIN IMMEDIATE")
-        self._epoch(epoch)
-        self.con.execute("COMMIT")
-
-    def last_committed_epoch(self) -> int | None:
-        try:
-            row = self.con.execute(
-                f"SELECT epoch FROM {EPOCHS_TABLE} WHERE pipeline = ? AND step = ?",
-                (self.ctx.pipeline, self.ctx.step),
-            ).fetchone()
-        except sqlite3.Error:
-            return None
-        return None if row is None else int(row[0])
 
     def close(self) -> None:
         self.con.close()
