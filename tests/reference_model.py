@@ -40,12 +40,10 @@ def aggregate(rows: list[tuple[int, int, Event]], aggs: dict[str, tuple[str, str
             out[name] = max(nn) if nn else None
         elif kind == "mean":
             out[name] = sum(nn) / len(nn) if nn else None
-        elif kind == "first":
-            tmin = min(t for _, t, _ in rows)
-            out[name] = next(e[col] for _, t, e in sorted(rows, key=lambda r: r[0]) if t == tmin)
-        elif kind == "last":
-            tmax = max(t for _, t, _ in rows)
-            out[name] = [e[col] for _, t, e in sorted(rows, key=lambda r: r[0]) if t == tmax][-1]
+        elif kind in ("first", "last"):  # ties: the smallest / largest non-null value
+            edge = min(t for _, t, _ in rows) if kind == "first" else max(t for _, t, _ in rows)
+            tied = [e[col] for _, t, e in rows if t == edge and e[col] is not None]
+            out[name] = (min(tied) if kind == "first" else max(tied)) if tied else None
         elif kind == "count_distinct":
             out[name] = len(set(nn))
     return out
@@ -71,15 +69,31 @@ def run_reference(
     max_t: int | None = None
     late: list[Event] = []
     buckets: dict[tuple[Any, ...], list[tuple[int, int, Event]]] = defaultdict(list)
-    session_rows: dict[tuple[Any, ...], list[tuple[int, int, Event]]] = defaultdict(list)
+    # sessions: per key, open sessions as [start, end, rows]; emitted ones; last emitted end
+    open_s: dict[tuple[Any, ...], list[list[Any]]] = defaultdict(list)
+    emitted: list[tuple[tuple[Any, ...], list[Any]]] = []
+    last_end: dict[tuple[Any, ...], int] = {}
+
+    def close_sessions(upto: float) -> None:
+        for key, sessions in open_s.items():
+            for s in [s for s in sessions if s[1] + lateness <= upto]:
+                sessions.remove(s)
+                emitted.append((key, s))
+                last_end[key] = max(last_end.get(key, s[1]), s[1])
+
     for arrival, e in enumerate(events):
         t = e[ts]
         key = tuple(e[k] for k in by)
         if kind == "session":
-            if t + lateness <= wm:
+            close_sessions(wm)
+            if t + a + lateness <= wm or t < last_end.get(key, -math.inf):
                 late.append(e)
             else:
-                session_rows[key].append((arrival, t, e))
+                new = [t, t + a, [(arrival, t, e)]]
+                for s in [s for s in open_s[key] if s[0] < new[1] and new[0] < s[1]]:
+                    open_s[key].remove(s)
+                    new = [min(s[0], new[0]), max(s[1], new[1]), s[2] + new[2]]
+                open_s[key].append(new)
         else:
             starts = fixed_windows(t, a, b)
             on_time = [s for s in starts if not (s + a + lateness <= wm)]
@@ -90,24 +104,11 @@ def run_reference(
         if max_delay is not None:
             max_t = t if max_t is None else max(max_t, t)
             wm = max_t - max_delay
+    close_sessions(math.inf)
     out: list[dict[str, Any]] = []
     if kind == "session":
-        for key, rows in session_rows.items():
-            rows = sorted(rows, key=lambda r: (r[1], r[0]))
-            current: list[tuple[int, int, Event]] = []
-            for r in rows:
-                if current and r[1] - current[-1][1] >= a:
-                    out.append(
-                        _row(
-                            by, key, min(x[1] for x in current), max(x[1] for x in current) + a, current, aggs
-                        )
-                    )
-                    current = []
-                current.append(r)
-            if current:
-                out.append(
-                    _row(by, key, min(x[1] for x in current), max(x[1] for x in current) + a, current, aggs)
-                )
+        for key, (start, end, rows) in emitted:
+            out.append(_row(by, key, start, end, rows, aggs))
     else:
         for full_key, rows in buckets.items():
             key, s = full_key[:-1], full_key[-1]

@@ -18,8 +18,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import riverbed as rb
-from riverbed.aggregates import Agg
-from riverbed.windows import T
+from riverbed._cols import T
+from riverbed.aggregates import Agg, aggregate_frame, finish_expr, merge_exprs, partial_exprs
 
 KINDS = ["count", "sum", "min", "max", "mean", "first", "last", "count_distinct"]
 ROW = tuple[str, int, int | None, str | None]  # key, t, int value, str value
@@ -47,7 +47,7 @@ def aggs_for(column: str) -> dict[str, Agg]:
     for kind in KINDS[1:]:
         if column == "s" and kind in ("sum", "mean"):
             continue
-        out[kind] = Agg(kind, column)  # type: ignore[arg-type]
+        out[kind] = getattr(rb, kind)(column)
     return out
 
 
@@ -69,18 +69,12 @@ def naive(kind: str, values: list[Any], times: list[int], column_count: bool = T
         return best
     if kind == "mean":
         return None if not present else sum(present) / len(present)
-    if kind == "first":
-        t0 = min(times)
-        for v, t in zip(values, times, strict=True):
-            if t == t0:
-                return v
-    if kind == "last":
-        t1 = max(times)
-        out = None
-        for v, t in zip(values, times, strict=True):
-            if t == t1:
-                out = v
-        return out
+    if kind in ("first", "last"):  # ties: the smallest (first) or largest (last) non-null value
+        edge = min(times) if kind == "first" else max(times)
+        tied = [v for v, t in zip(values, times, strict=True) if t == edge and v is not None]
+        if not tied:
+            return None
+        return min(tied) if kind == "first" else max(tied)
     if kind == "count_distinct":
         seen: list[Any] = []
         for v in present:
@@ -101,7 +95,8 @@ def reference(rows: list[ROW], column: str) -> dict[str, dict[str, Any]]:
         times = [r[1] for r in g]
         res = {}
         for name, a in aggs_for(column).items():
-            res[name] = naive(a.kind, values, times, column_count=a.column is not None)
+            kind = "count" if name.startswith("n") else name
+            res[name] = naive(kind, values, times, column_count=a.inputs() != ())
         out[key] = res
     return out
 
@@ -124,20 +119,24 @@ def same(a: dict[str, dict[str, Any]], b: dict[str, dict[str, Any]]) -> None:
 
 
 def final(df: pl.DataFrame, aggs: dict[str, Agg]) -> pl.DataFrame:
-    return df.group_by("k").agg(*(a.final(n) for n, a in aggs.items()))
+    return aggregate_frame(df.lazy(), ["k"], tuple(aggs.items())).collect()
 
 
 def partial(df: pl.DataFrame, aggs: dict[str, Agg]) -> pl.DataFrame:
-    return df.group_by("k", maintain_order=True).agg(*(e for n, a in aggs.items() for e in a.partial(n)))
+    return df.group_by("k", maintain_order=True).agg(
+        *(e for n, a in aggs.items() for e in partial_exprs(n, a))
+    )
 
 
 def merge(states: list[pl.DataFrame], aggs: dict[str, Agg]) -> pl.DataFrame:
     both = pl.concat(states, how="vertical")
-    return both.group_by("k", maintain_order=True).agg(*(e for n, a in aggs.items() for e in a.merge(n)))
+    return both.group_by("k", maintain_order=True).agg(
+        *(e for n, a in aggs.items() for e in merge_exprs(n, a))
+    )
 
 
 def finish(state: pl.DataFrame, aggs: dict[str, Agg]) -> pl.DataFrame:
-    return state.select("k", *(a.finish(n) for n, a in aggs.items()))
+    return state.select("k", *(finish_expr(n, a) for n, a in aggs.items()))
 
 
 @pytest.mark.parametrize("column", ["i", "s"])
@@ -203,7 +202,7 @@ def test_all_null_group() -> None:
     }
 
 
-def test_first_last_ties_go_to_arrival_order() -> None:
+def test_first_last_ties_go_to_the_smallest_and_largest_value() -> None:
     df = to_frame([("a", 5, 1, None), ("a", 3, 2, None), ("a", 3, 3, None), ("a", 5, 4, None)])
     got = as_dict(final(df, {"f": rb.first("i"), "l": rb.last("i")}))["a"]
     assert got == {"f": 2, "l": 4}

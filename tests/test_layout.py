@@ -59,3 +59,40 @@ def test_modules_stay_small() -> None:
         str(p.relative_to(SRC)): n for p in SRC.rglob("*.py") if (n := len(p.read_text().splitlines())) > 700
     }
     assert not big, f"modules over 700 lines (split them): {big}"
+
+
+EXECUTORS = ["batch.py", "stream.py"]
+
+
+@pytest.mark.parametrize("name", EXECUTORS)
+def test_executors_import_neither_the_api_nor_each_other(name: str) -> None:
+    path = SRC / "executors" / name
+    tree = ast.parse(path.read_text())
+    imported = {node.module or "" for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)} | {
+        alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names
+    }
+    other = {"batch.py": "riverbed.executors.stream", "stream.py": "riverbed.executors.batch"}[name]
+    bad = {i for i in imported if i == "riverbed.pipeline" or i == other}
+    assert not bad, f"{name} imports {sorted(bad)}"
+
+
+@pytest.mark.parametrize("name", EXECUTORS)
+def test_executors_hold_no_per_kind_dispatch(name: str) -> None:
+    """Executors loop over operators: no step kind is named in them."""
+    text = (SRC / "executors" / name).read_text()
+    tree = ast.parse(text)
+    node_names = [
+        n for n in dir(__import__("riverbed._plan", fromlist=["x"])) if n.endswith("Node") and n != "Node"
+    ]
+    used = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)} | {
+        a.attr for a in ast.walk(tree) if isinstance(a, ast.Attribute)
+    }
+    kinds = sorted(set(node_names) & used)
+    assert not kinds, f"{name} names step kinds {kinds}: put that behaviour in the operator"
+    operators = [
+        c.name
+        for p in (SRC / "operators").glob("*.py")
+        for c in ast.walk(ast.parse(p.read_text()))
+        if isinstance(c, ast.ClassDef)
+    ]
+    assert not sorted(set(operators) & used - {"Runtime", "Tick", "Frame", "Outputs"}), name

@@ -58,7 +58,7 @@ def query(kind: Kind, path: Path, sql: str) -> list[tuple[Any, ...]]:
 
 def run_into(sink: Any, df: pl.DataFrame, name: str = "tables") -> rb.RunResult:
     p = rb.Pipeline(name)
-    p.read(rb.testing.source([df])).write(sink)
+    p.read(rb.testing.source([df])).write(sink, name="write_2")
     return p.run(progress=False)
 
 

@@ -73,8 +73,8 @@ def summarise(
         evs = [events[i] for i in idx]  # in arrival order
         t_min = min(e[2] for e in evs)
         t_max = max(e[2] for e in evs)
-        first = next(e[3] for e in evs if e[2] == t_min)
-        last = [e[3] for e in evs if e[2] == t_max][-1]
+        first = min(e[3] for e in evs if e[2] == t_min)  # ties: the smallest value
+        last = max(e[3] for e in evs if e[2] == t_max)  # ties: the largest value
         rows.append((*wkey, ends[wkey], len(evs), sum(e[3] for e in evs), first, last))
     return sorted(rows)
 

@@ -29,6 +29,7 @@ from riverbed._errors import (
 from riverbed._plan import Watermark
 from riverbed.aggregates import (
     Agg,
+    aggregate,
     count,
     count_distinct,
     first,
@@ -73,6 +74,7 @@ __all__ = [
     "Windowed",
     "WindowedStream",
     "__version__",
+    "aggregate",
     "console",
     "count",
     "count_distinct",

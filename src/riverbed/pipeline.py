@@ -31,6 +31,7 @@ from riverbed._plan import (
     WindowAggNode,
     WithColumnsNode,
     WriteNode,
+    node_id,
 )
 from riverbed._time import Duration, to_ms
 from riverbed.aggregates import Agg
@@ -83,14 +84,22 @@ class Pipeline:
             raise PlanError(f"pipeline name must be letters, digits, '_' or '-'; got {name!r}")
         self.name = name
         self._nodes: list[Node] = []
-        self._counter = 0
 
     # -- building ----------------------------------------------------------------------
-    def _add(self, node_type: type[Node], inputs: tuple[str, ...], **kw: Any) -> str:
-        self._counter += 1
-        node_id = f"{node_type.__name__.removesuffix('Node').lower()}_{self._counter}"
-        self._nodes.append(node_type(id=node_id, inputs=inputs, **kw))
-        return node_id
+    def _add(self, node_type: type[Node], inputs: tuple[str, ...], name: str | None = None, **kw: Any) -> str:
+        """Add a step; its id is ``name`` or a digest of its own parameters (never its position)."""
+        if name is not None and (not name or not name.replace("_", "").replace("-", "").isalnum()):
+            raise PlanError(f"step name must be letters, digits, '_' or '-'; got {name!r}")
+        probe = node_type(id="", inputs=inputs, **kw)
+        step_id = node_id(probe.kind, probe.params(), name, inputs)
+        clash = next((n for n in self._nodes if n.id == step_id), None)
+        if clash is not None:
+            raise PlanError(
+                f"two steps would get the id {step_id!r}: {clash.describe()!r} and {probe.describe()!r}.\n"
+                f"  hint: give one of them a name, e.g. .{probe.kind}(..., name='{probe.kind}_2')"
+            )
+        self._nodes.append(node_type(id=step_id, inputs=inputs, **kw))
+        return step_id
 
     def read(
         self,
@@ -98,6 +107,7 @@ class Pipeline:
         *,
         event_time: str | None = None,
         watermark: Watermark | None = None,
+        name: str | None = None,
     ) -> Stream:
         """Add a source: a connector (``rb.files(...)``) or a URI string.
 
@@ -110,6 +120,8 @@ class Pipeline:
             Needed by windows.
         watermark
             Watermark strategy for stream mode (default: ``watermark(max_delay=0)``).
+        name
+            The step's id (default: derived from the source and event-time column).
         """
         from riverbed.connectors import resolve_source
 
@@ -118,8 +130,8 @@ class Pipeline:
             raise PlanError(f"read() takes a source connector or a URI string, got {source!r}")
         if watermark is not None and event_time is None:
             raise PlanError("a watermark needs an event_time column: p.read(..., event_time='ts')")
-        node_id = self._add(ReadNode, (), source=src, event_time=event_time, watermark=watermark)
-        return Stream(self, node_id)
+        step = self._add(ReadNode, (), name, source=src, event_time=event_time, watermark=watermark)
+        return Stream(self, step)
 
     # -- plan --------------------------------------------------------------------------
     def plan(self) -> Plan:
@@ -134,18 +146,20 @@ class Pipeline:
         """The plan as JSON."""
         return self.plan().to_json()
 
-    def validate(self, *, home: str | Path | None = None) -> dict[str, pl.Schema | None]:
-        """Resolve every step's schema; raise :class:`PlanError` naming the first bad step."""
+    def validate(
+        self, *, home: str | Path | None = None, mode: Literal["batch", "stream"] = "batch"
+    ) -> dict[str, pl.Schema | None]:
+        """Resolve every step's schema and check the plan for ``mode``; raise
+        :class:`PlanError` naming the first bad step."""
         from riverbed._home import resolve_home
-        from riverbed._plan import resolve_schemas
         from riverbed.connectors.base import SourceContext
+        from riverbed.operators import resolve
 
-        plan = self.plan()
-        if not plan.writes():
-            raise PlanError(
-                f"pipeline {self.name!r} writes nowhere.\n  hint: add .write(rb.sink('out.parquet'))"
-            )
-        return resolve_schemas(plan, SourceContext(home=resolve_home(home), pipeline=self.name))
+        resolved = resolve_home(home)
+        res = resolve(
+            self.plan(), SourceContext(mode=mode, home=resolved, pipeline=self.name), mode, resolved
+        )
+        return {n.id: res.schema(n.id) for n in self.plan().nodes}
 
     # -- running -----------------------------------------------------------------------
     def run(
@@ -168,7 +182,9 @@ class Pipeline:
         home
             riverbed's data directory (default ``$RIVERBED_HOME`` or ``./.riverbed``).
         **options
-            Executor options, e.g. ``max_batch_rows`` and ``max_wait`` in stream mode.
+            Stream options (:class:`riverbed.executors.options.StreamOptions`):
+            ``max_batch_rows``, ``max_wait``, ``commit_interval``, ``stop``, ``stop_after``,
+            ``live``, ``clock``, ``on_batch``.
         """
         from riverbed._home import resolve_home
 
@@ -176,13 +192,16 @@ class Pipeline:
         if mode == "batch":
             if options:
                 raise PlanError(f"batch mode takes no options {sorted(options)}")
-            from riverbed.executors.batch import run_batch
+            from riverbed.executors import batch
+            from riverbed.executors.options import BatchOptions
 
-            return run_batch(self, progress=progress, home=resolved)
+            return batch.run(self.plan(), BatchOptions(progress=progress, home=resolved))
         if mode == "stream":
-            from riverbed.executors.stream import run_stream
+            from riverbed.executors import stream
+            from riverbed.executors.options import StreamOptions
 
-            return run_stream(self, progress=progress, home=resolved, **options)
+            opts = StreamOptions.build(progress=progress, home=resolved, **options)
+            return stream.run(self.plan(), opts)
         raise PlanError(f"mode must be 'batch' or 'stream', got {mode!r}")
 
     def with_sinks(self, replace: Callable[[WriteNode], Sink]) -> Pipeline:
@@ -191,7 +210,6 @@ class Pipeline:
         Used by :func:`riverbed.testing.assert_same_results` to capture outputs.
         """
         copy = Pipeline(self.name)
-        copy._counter = self._counter
         copy._nodes = [
             WriteNode(id=n.id, inputs=n.inputs, sink=replace(n)) if isinstance(n, WriteNode) else n
             for n in self._nodes
@@ -212,10 +230,10 @@ class Stream:
     pipeline: Pipeline
     node_id: str
 
-    def _then(self, node_type: type[Node], **kw: Any) -> Stream:
-        return Stream(self.pipeline, self.pipeline._add(node_type, (self.node_id,), **kw))
+    def _then(self, node_type: type[Node], name: str | None = None, **kw: Any) -> Stream:
+        return Stream(self.pipeline, self.pipeline._add(node_type, (self.node_id,), name, **kw))
 
-    def filter(self, predicate: pl.Expr) -> Stream:
+    def filter(self, predicate: pl.Expr, *, name: str | None = None) -> Stream:
         """Keep rows where the Polars expression is true.
 
         Supports: batch, stream.
@@ -228,9 +246,9 @@ class Stream:
         """
         if not isinstance(predicate, pl.Expr):
             raise PlanError(f"filter takes a Polars expression, got {type(predicate).__name__}")
-        return self._then(FilterNode, predicate=predicate)
+        return self._then(FilterNode, name, predicate=predicate)
 
-    def with_columns(self, *exprs: pl.Expr, **named: pl.Expr | Any) -> Stream:
+    def with_columns(self, *exprs: pl.Expr, name: str | None = None, **named: pl.Expr | Any) -> Stream:
         """Add or replace columns from Polars expressions.
 
         Supports: batch, stream.
@@ -246,9 +264,9 @@ class Stream:
             *exprs,
             *(pl.lit(v).alias(k) if not isinstance(v, pl.Expr) else v.alias(k) for k, v in named.items()),
         )
-        return self._then(WithColumnsNode, exprs=tuple(all_exprs))
+        return self._then(WithColumnsNode, name, exprs=tuple(all_exprs))
 
-    def select(self, *exprs: pl.Expr | str, **named: pl.Expr) -> Stream:
+    def select(self, *exprs: pl.Expr | str, name: str | None = None, **named: pl.Expr) -> Stream:
         """Keep or compute exactly these columns.
 
         Supports: batch, stream.
@@ -263,9 +281,11 @@ class Stream:
             *(pl.col(e) if isinstance(e, str) else e for e in exprs),
             *(v.alias(k) for k, v in named.items()),
         )
-        return self._then(SelectNode, exprs=tuple(all_exprs))
+        return self._then(SelectNode, name, exprs=tuple(all_exprs))
 
-    def map_batches(self, fn: Callable[[pl.DataFrame], pl.DataFrame], *, schema: Any = None) -> Stream:
+    def map_batches(
+        self, fn: Callable[[pl.DataFrame], pl.DataFrame], *, schema: Any = None, name: str | None = None
+    ) -> Stream:
         """Apply a DataFrame -> DataFrame function to each micro-batch.
 
         The function must treat rows independently (its result on a concatenation must be the
@@ -279,10 +299,16 @@ class Stream:
 
         Supports: batch, stream.
         """
-        return self._then(MapBatchesNode, fn=fn, schema=pl.Schema(schema) if schema is not None else None)
+        return self._then(
+            MapBatchesNode, name, fn=fn, schema=pl.Schema(schema) if schema is not None else None
+        )
 
     def map_rows(
-        self, fn: Callable[[dict[str, Any]], dict[str, Any] | None], *, schema: Any = None
+        self,
+        fn: Callable[[dict[str, Any]], dict[str, Any] | None],
+        *,
+        schema: Any = None,
+        name: str | None = None,
     ) -> Stream:
         """Apply a Python function to each row (dict -> dict, or None to drop the row).
 
@@ -290,9 +316,9 @@ class Stream:
 
         Supports: batch, stream.
         """
-        return self._then(MapRowsNode, fn=fn, schema=pl.Schema(schema) if schema is not None else None)
+        return self._then(MapRowsNode, name, fn=fn, schema=pl.Schema(schema) if schema is not None else None)
 
-    def union(self, *others: Stream) -> Stream:
+    def union(self, *others: Stream, name: str | None = None) -> Stream:
         """Merge streams with the same columns (in any order).
 
         Supports: batch, stream.
@@ -301,7 +327,7 @@ class Stream:
             if o.pipeline is not self.pipeline:
                 raise PlanError("union: all streams must belong to the same pipeline")
         inputs = (self.node_id, *(o.node_id for o in others))
-        return Stream(self.pipeline, self.pipeline._add(UnionNode, inputs))
+        return Stream(self.pipeline, self.pipeline._add(UnionNode, inputs, name))
 
     def window(
         self,
@@ -310,6 +336,7 @@ class Stream:
         by: str | list[str] | tuple[str, ...] | None = None,
         allowed_lateness: Duration = 0,
         emit: Emit = "final",
+        name: str | None = None,
     ) -> Windowed:
         """Group events into event-time windows, per key; follow with ``.agg(...)``.
 
@@ -324,6 +351,9 @@ class Stream:
         emit
             Stream mode: ``"final"`` emits each window once when the watermark passes its end;
             ``"update"`` re-emits changed windows every micro-batch (sinks upsert by key).
+        name
+            The step's id (default: derived from the window, keys and aggregates), which
+            checkpoints and sinks' epoch records are keyed by.
 
         Supports: batch, stream.
 
@@ -343,18 +373,24 @@ class Stream:
         if emit not in ("final", "update"):
             raise PlanError(f"emit must be 'final' or 'update', got {emit!r}")
         lateness = to_ms(allowed_lateness, what="allowed_lateness")
-        return Windowed(self, spec, keys, lateness, emit)
+        return Windowed(self, spec, keys, lateness, emit, name)
 
-    def dedupe(self, key: str | list[str], *, within: Duration) -> Stream:
+    def dedupe(self, key: str | list[str], *, within: Duration, name: str | None = None) -> LateAware:
         """Drop events whose key was already seen within ``within`` of event time.
 
         Supports: batch, stream.
         """
         keys = (key,) if isinstance(key, str) else tuple(key)
-        return self._then(DedupeNode, key=keys, within_ms=to_ms(within, what="within"))
+        s = self._then(DedupeNode, name, key=keys, within_ms=to_ms(within, what="within"))
+        return LateAware(s.pipeline, s.node_id)
 
     def lookup(
-        self, table: Source | str, *, on: str | list[str], how: Literal["left", "inner"] = "left"
+        self,
+        table: Source | str,
+        *,
+        on: str | list[str],
+        how: Literal["left", "inner"] = "left",
+        name: str | None = None,
     ) -> Stream:
         """Join each event with a table (a file or a database table) loaded at start.
 
@@ -364,7 +400,7 @@ class Stream:
 
         src = resolve_source(table) if isinstance(table, str) else source_of(table)
         keys = (on,) if isinstance(on, str) else tuple(on)
-        return self._then(LookupJoinNode, table=src, on=keys, how=how)
+        return self._then(LookupJoinNode, name, table=src, on=keys, how=how)
 
     def dead_letters(self) -> Stream:
         """Records this read step rejected (bad rows), with source, position, field, error, raw.
@@ -376,7 +412,7 @@ class Stream:
             raise PlanError(f"dead_letters() is for a read step; {self.node_id!r} is a {node.kind}")
         return self._then(DeadLetterNode)
 
-    def write(self, sink: Sink | Endpoint | str) -> Stream:
+    def write(self, sink: Sink | Endpoint | str, *, name: str | None = None) -> Stream:
         """Send this stream to a sink (connector or URI). Returns the stream, so writes chain.
 
         Supports: batch, stream.
@@ -386,7 +422,7 @@ class Stream:
         snk = resolve_sink(sink, pipeline=self.pipeline.name) if isinstance(sink, str) else sink_of(sink)
         if not isinstance(snk, Sink):
             raise PlanError(f"write() takes a sink connector or a URI string, got {sink!r}")
-        self._then(WriteNode, sink=snk)
+        self._then(WriteNode, name, sink=snk)
         return self
 
 
@@ -399,6 +435,7 @@ class Windowed:
     by: tuple[str, ...]
     allowed_lateness_ms: int
     emit: Emit
+    name: str | None = None
 
     def agg(self, **aggs: Agg) -> WindowedStream:
         """Aggregate each window: ``.agg(revenue=rb.sum("amount"), orders=rb.count())``.
@@ -412,6 +449,7 @@ class Windowed:
                 raise PlanError(f"agg {name}=: expected an aggregate like rb.sum('col'), got {a!r}")
         s = self.stream._then(
             WindowAggNode,
+            self.name,
             window=self.spec,
             by=self.by,
             aggs=tuple(aggs.items()),
@@ -422,12 +460,17 @@ class Windowed:
 
 
 @dataclass(frozen=True)
-class WindowedStream(Stream):
-    """The output of a window aggregation; ``late()`` gives the events it dropped as late."""
+class LateAware(Stream):
+    """The output of a step that can drop events as late (a window, a dedupe)."""
 
     def late(self) -> Stream:
-        """Events that arrived after their window closed (stream mode; empty in batch mode).
+        """Events this step dropped as late (stream mode; always empty in batch mode).
 
         Supports: stream (batch mode: always empty).
         """
         return self._then(LateNode)
+
+
+@dataclass(frozen=True)
+class WindowedStream(LateAware):
+    """The output of a window aggregation; ``late()`` gives the events it dropped as late."""

@@ -11,11 +11,9 @@ from dataclasses import dataclass
 
 import polars as pl
 
+from riverbed._cols import T
 from riverbed._errors import PlanError
 from riverbed._time import Duration, format_ms, to_ms
-
-T = "__rb_t"
-"""Internal column holding event time as int64 epoch milliseconds."""
 
 
 @dataclass(frozen=True)
@@ -108,16 +106,21 @@ def session(gap: Duration) -> Session:
     return Session(gap_ms)
 
 
+US = 1000
+"""Microseconds per millisecond: specs hold milliseconds, event time is compared in µs."""
+
+
 def window_start_expr(spec: Tumbling | Sliding, t: pl.Expr) -> pl.Expr:
-    """The start of the (last) window containing ``t`` (int64 epoch ms)."""
-    step = spec.size_ms if isinstance(spec, Tumbling) else spec.every_ms
-    return ((t - spec.offset_ms) // step) * step + spec.offset_ms
+    """The start of the (last) window containing ``t`` (int64 epoch µs)."""
+    step = (spec.size_ms if isinstance(spec, Tumbling) else spec.every_ms) * US
+    off = spec.offset_ms * US
+    return ((t - off) // step) * step + off
 
 
 def assign_windows(df: pl.LazyFrame | pl.DataFrame, spec: Tumbling | Sliding) -> pl.LazyFrame:
-    """Add ``window_start`` (int64 ms) to each row; sliding windows repeat the row per window.
+    """Add ``window_start`` (int64 µs) to each row; sliding windows repeat the row per window.
 
-    The frame must hold the event time in the internal column ``__rb_t``.
+    The frame must hold the event time in the internal column ``__rb_t`` (µs).
     """
     lf = df.lazy()
     t = pl.col(T)
@@ -125,26 +128,35 @@ def assign_windows(df: pl.LazyFrame | pl.DataFrame, spec: Tumbling | Sliding) ->
     if isinstance(spec, Tumbling):
         return lf.with_columns(window_start=last)
     # starts s with s <= t < s + size, aligned to every: from first (> t - size) to last
-    first = window_start_expr(spec, t - spec.size_ms) + spec.every_ms
+    first = window_start_expr(spec, t - spec.size_ms * US) + spec.every_ms * US
     return lf.with_columns(
-        window_start=pl.int_ranges(first, last + 1, spec.every_ms, dtype=pl.Int64)
+        window_start=pl.int_ranges(first, last + 1, spec.every_ms * US, dtype=pl.Int64)
     ).explode("window_start")
 
 
 def window_end_expr(spec: Tumbling | Sliding) -> pl.Expr:
-    """``window_end`` from ``window_start`` for fixed-size windows."""
-    return pl.col("window_start") + spec.size_ms
+    """``window_end`` (µs) from ``window_start`` for fixed-size windows."""
+    return pl.col("window_start") + spec.size_ms * US
 
 
 def event_time_expr(column: str, dtype: pl.DataType) -> pl.Expr:
-    """An expression turning the event-time column into int64 epoch milliseconds."""
+    """An expression turning the event-time column into int64 epoch microseconds.
+
+    Integer event times are epoch milliseconds; Datetime keeps its resolution down to the
+    microsecond (nanoseconds are truncated for comparisons, never in the data itself).
+
+    Examples
+    --------
+    >>> pl.DataFrame({"ts": [1, 2]}).select(event_time_expr("ts", pl.Int64))["ts"].to_list()
+    [1000, 2000]
+    """
     col = pl.col(column)
     if dtype.is_integer():
-        return col.cast(pl.Int64)
+        return col.cast(pl.Int64) * US
     if isinstance(dtype, pl.Datetime):
-        return col.dt.epoch("ms")
+        return col.dt.epoch("us")
     if dtype == pl.Date:
-        return col.cast(pl.Datetime("ms")).dt.epoch("ms")
+        return col.cast(pl.Datetime("us")).dt.epoch("us")
     target = "pl.Int64" if dtype.is_float() else "pl.Datetime('ms')"
     raise PlanError(
         f"event-time column {column!r} has type {dtype}; expected an integer (epoch "
@@ -153,13 +165,25 @@ def event_time_expr(column: str, dtype: pl.DataType) -> pl.Expr:
     )
 
 
-def from_ms_expr(expr: pl.Expr, dtype: pl.DataType) -> pl.Expr:
-    """Turn int64 epoch ms back into the event-time column's own type."""
+def bound_type(dtype: pl.DataType) -> pl.DataType:
+    """The type of ``window_start``/``window_end`` for an event-time column of ``dtype``:
+    the same type, except Date, whose windows may start inside a day (Datetime, µs).
+
+    Examples
+    --------
+    >>> bound_type(pl.Int32), bound_type(pl.Date)
+    (Int32, Datetime(time_unit='us', time_zone=None))
+    """
+    return pl.Datetime("us") if dtype == pl.Date else dtype
+
+
+def from_us_expr(expr: pl.Expr, dtype: pl.DataType) -> pl.Expr:
+    """Turn int64 epoch µs back into the window-bound type for event time of ``dtype``."""
     if dtype.is_integer():
-        return expr
+        return (expr // US).cast(dtype)
     if isinstance(dtype, pl.Datetime):
-        out = pl.from_epoch(expr, time_unit="ms").cast(pl.Datetime(dtype.time_unit or "us"))
+        out = pl.from_epoch(expr, time_unit="us").cast(pl.Datetime(dtype.time_unit or "us"))
         if dtype.time_zone:
             out = out.dt.replace_time_zone("UTC").dt.convert_time_zone(dtype.time_zone)
         return out
-    return pl.from_epoch(expr, time_unit="ms")  # Date event time -> Datetime bounds
+    return pl.from_epoch(expr, time_unit="us")  # Date event time -> Datetime(us) bounds

@@ -41,6 +41,7 @@ class SourceContext:
     step: str = "source"
     progress: Any = None  # a riverbed._progress.Progress or None
     columns: list[str] | None = None  # the columns the pipeline uses (None: all); a hint
+    event_time: str | None = None  # the read step's event-time column, if it has one
 
 
 @dataclass
@@ -53,6 +54,7 @@ class SinkContext:
     step: str = "sink"
     key: tuple[str, ...] = ()
     emit: Literal["append", "update"] = "append"
+    schema: pl.Schema | None = None
 
 
 class SourceReader(ABC):
@@ -91,6 +93,14 @@ class Source(ABC):
     def schema(self, ctx: SourceContext) -> pl.Schema:
         """The schema of the rows this source yields (resolved before anything runs)."""
 
+    def identity(self) -> str:
+        """What makes this source itself, for the read step's stable id (default: describe())."""
+        return self.describe()
+
+    def caps(self) -> Capabilities:
+        """What this source, as configured, can do (default: the class's ``capabilities``)."""
+        return self.capabilities
+
     @abstractmethod
     def partitions(self, ctx: SourceContext) -> list[str]:
         """The partitions to read; each gets its own reader and watermark."""
@@ -102,10 +112,33 @@ class Source(ABC):
     def scan(self, ctx: SourceContext) -> tuple[pl.LazyFrame, pl.DataFrame | None] | None:
         """Batch fast path: the whole bounded input as one LazyFrame plus dead letters.
 
-        Returns None when the source has no such path; the batch executor then reads every
+        Returns None when the source has no such path; :meth:`read_all` then reads every
         partition to its end through :meth:`open`.
         """
         return None
+
+    def read_all(self, ctx: SourceContext) -> tuple[pl.LazyFrame, pl.DataFrame | None]:
+        """The whole bounded input (partitions in order) plus its dead letters, through the
+        :meth:`scan` fast path when there is one."""
+        fast = self.scan(ctx)
+        if fast is not None:
+            return fast
+        frames: list[pl.DataFrame] = []
+        dead: list[pl.DataFrame] = []
+        for part in self.partitions(ctx):
+            reader = self.open(part, None, ctx)
+            try:
+                while (batch := reader.next_batch(1_000_000, 1.0)) is not None:
+                    frames.append(batch)
+                    letters = reader.drain_dead_letters()
+                    if letters is not None:
+                        dead.append(letters)
+            finally:
+                reader.close()
+        schema = self.schema(ctx)
+        kept = [f for f in frames if f.height] or [pl.DataFrame(schema=schema)]
+        data = pl.concat(kept, how="vertical_relaxed")
+        return data.lazy(), (pl.concat(dead) if dead else None)
 
 
 class SinkWriter(ABC):
@@ -139,6 +172,10 @@ class Sink(ABC):
     @abstractmethod
     def open(self, ctx: SinkContext) -> SinkWriter:
         """Build a writer for one run."""
+
+    def identity(self) -> str:
+        """What makes this sink itself, for the write step's stable id (default: describe())."""
+        return self.describe()
 
 
 @runtime_checkable

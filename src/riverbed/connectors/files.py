@@ -180,6 +180,12 @@ class FileSource(Source):
             return self.poll_interval
         return 0.005 if self.tail else 0.2
 
+    def caps(self) -> Capabilities:
+        """A watched directory or a followed file never ends: stream mode only."""
+        if self.tail or self.watch:
+            return Capabilities(bounded=False, unbounded=True, replayable=True)
+        return self.capabilities
+
     def describe(self) -> str:
         mode = " (watch)" if self.watch else " (tail)" if self.tail else ""
         return f"files {self.path}{mode}"

@@ -1,10 +1,11 @@
-"""The stream executor: a micro-batch loop with exact event-time watermarks.
+"""The stream executor: a thin micro-batch driver over the operators.
 
 Each turn pulls a micro-batch from every partition (bounded by ``max_batch_rows`` and
-``max_wait``), stamps each row with the watermark at its arrival (a vectorized cumulative max
-per partition), runs the steps in plan order, emits windows the job watermark has passed,
-writes, and commits sinks every ``commit_interval``. Bounded sources end the job with a
-flush of every open window; unbounded ones run until ``stop`` is set, Ctrl-C or SIGTERM.
+``max_wait``), stamps each row with the watermark at its arrival
+(:mod:`riverbed.executors._watermarks`), runs every step's runtime in plan order, writes what
+reaches the sinks, and commits them every ``commit_interval``. Bounded sources end the job
+with a flush of every open window; unbounded ones run until stopped (``stop``, Ctrl-C,
+SIGTERM). The driver knows no step kind: operators carry their behaviour.
 """
 
 from __future__ import annotations
@@ -12,50 +13,20 @@ from __future__ import annotations
 import signal
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import polars as pl
 
-from riverbed._errors import PlanError
-from riverbed._plan import (
-    DeadLetterNode,
-    DedupeNode,
-    FilterNode,
-    LateNode,
-    LookupJoinNode,
-    MapBatchesNode,
-    MapRowsNode,
-    Plan,
-    ReadNode,
-    SelectNode,
-    UnionNode,
-    WindowAggNode,
-    WithColumnsNode,
-    WriteNode,
-    apply_stateless,
-    resolve_schemas,
-)
-from riverbed._time import Duration, to_ms
-from riverbed.connectors.base import (
-    DEAD_LETTER_SCHEMA,
-    SinkContext,
-    SinkWriter,
-    SourceContext,
-    SourceReader,
-)
-from riverbed.executors._ops import apply_map_batches, apply_map_rows
-from riverbed.executors._projection import needed_columns
-from riverbed.executors._window_state import WM, WindowState
-from riverbed.executors.batch import read_all
+from riverbed._cols import WM, visible
+from riverbed._plan import Plan
+from riverbed.connectors.base import DEAD_LETTER_SCHEMA, SinkContext, SinkWriter, SourceContext
+from riverbed.executors._watermarks import PartitionClock, WatermarkTracker, delay_us
+from riverbed.executors.options import StreamOptions
 from riverbed.executors.result import RunResult
-from riverbed.pipeline import Pipeline
-from riverbed.windows import Session, event_time_expr
-
-NEG = -(2**62)
-"""The watermark before any event: minus infinity as an int64."""
+from riverbed.operators import Runtime, Tick, resolve
+from riverbed.operators.base import Frame
+from riverbed.windows import US
 
 
 @dataclass
@@ -65,6 +36,7 @@ class StreamStats:
     events: int = 0
     batches: int = 0
     watermark: int | None = None
+    """The job watermark in epoch milliseconds (None before the first event)."""
     open_windows: int = 0
     state_bytes: int = 0
     late: int = 0
@@ -72,6 +44,8 @@ class StreamStats:
     started: float = field(default_factory=time.monotonic)
     last_batch_rows: int = 0
     ended: bool = False
+    steps: dict[str, dict[str, int]] = field(default_factory=dict)
+    """Per step: ``rows_out`` so far (and its runtime's figures)."""
 
     @property
     def events_per_s(self) -> float:
@@ -85,406 +59,220 @@ class StreamStats:
         return time.time() - self.watermark / 1000
 
 
-@dataclass
-class _Partition:
-    read: ReadNode
-    name: str
-    reader: SourceReader
-    delay: int
-    idle_ms: int | None
-    max_t: int | None = None
-    last_active: float = 0.0
-    ended: bool = False
-
-    @property
-    def wm(self) -> int:
-        return NEG if self.max_t is None else self.max_t - self.delay
+def _unknown(frame: Frame) -> bool:
+    """No rows and no known columns (a user function emptied every batch so far)."""
+    return isinstance(frame, pl.DataFrame) and frame.width == 0
 
 
-def _hidden(df: pl.DataFrame, keep: str | None = None) -> pl.DataFrame:
-    """Drop riverbed's internal ``__rb_*`` columns (but ``keep``)."""
-    return df.drop([c for c in df.columns if c.startswith("__rb_") and c != keep])
+class StreamJob:
+    """One run of a plan in stream mode."""
 
-
-class _Job:
-    """One run of a pipeline in stream mode."""
-
-    def __init__(
-        self,
-        pipeline: Pipeline,
-        *,
-        home: Path,
-        max_batch_rows: int,
-        max_wait_ms: int,
-        commit_interval_ms: int,
-        clock: Callable[[], float],
-        on_batch: Callable[[StreamStats, dict[str, pl.DataFrame]], None] | None,
-    ) -> None:
-        self.plan: Plan = pipeline.plan()
-        if not self.plan.writes():
-            raise PlanError(f"pipeline {self.plan.name!r} writes nowhere")
-        self.home = home
-        self.max_rows = max_batch_rows
-        self.max_wait = max_wait_ms / 1000
-        self.commit_interval = commit_interval_ms / 1000
-        self.clock = clock
-        self.on_batch = on_batch
-        self.ctx = SourceContext(mode="stream", home=home, pipeline=self.plan.name)
-        self.schemas = resolve_schemas(self.plan, self.ctx)
+    def __init__(self, plan: Plan, opts: StreamOptions) -> None:
+        self.plan = plan
+        self.opts = opts
+        self.ctx = SourceContext(mode="stream", home=opts.home, pipeline=plan.name)
+        self.res = resolve(plan, self.ctx, "stream", opts.home)
         self.stats = StreamStats()
-        self.result = RunResult(self.plan.name, "stream")
-        self.job_wm = NEG
-        self.parts: list[_Partition] = []
-        self.windows: dict[str, WindowState] = {}
-        self.dedupe: dict[str, pl.DataFrame] = {}
-        self.tables: dict[str, pl.DataFrame] = {}
-        self.writers: dict[str, SinkWriter] = {}
-        self.map_schemas: dict[str, pl.Schema] = {}
+        self.result = RunResult(plan.name, "stream")
+        self.runtimes: dict[str, Runtime] = {
+            n.id: self.res.ops[n.id].build(self.res.contexts[n.id], None) for n in plan.nodes
+        }
+        self.consumers = {n.id: len(plan.consumers(n.id)) for n in plan.nodes}
+        self.dead_consumed = {n.inputs[0] for n in plan.nodes if n.port == "dead"}
         self.epoch = 0
         self.last_commit = time.monotonic()
-        self.consumers = {n.id: len(self.plan.consumers(n.id)) for n in self.plan.nodes}
-        self._open()
+        self.parts: list[PartitionClock] = []
+        self.writers: dict[str, SinkWriter] = {}
+        self._turn = -1
+        try:
+            self._open_sources()
+            self._open_sinks()
+        except BaseException:
+            self.close()
+            raise
+        self.tracker = WatermarkTracker(self.parts, opts.clock)
 
-    # -- set-up -----------------------------------------------------------------------
-    def _et(self, node_id: str, frame: pl.LazyFrame | pl.DataFrame | None = None) -> tuple[str, pl.DataType]:
-        """The event-time column after ``node_id`` and its type: from the plan's schemas, or,
-        after a user function with no declared schema, from the rows themselves."""
-        et = self.plan.event_time(node_id)
-        schema = self.schemas.get(node_id)
-        if schema is None and frame is not None and not _unknown(frame):
-            schema = frame.lazy().collect_schema()
-        if et is None or schema is None or et not in schema:
-            names = ", ".join(schema.names()) if schema is not None else "unknown"
-            raise PlanError(
-                f"step {node_id!r}: the event-time column {et!r} is not among its columns "
-                f"({names}).\n  hint: keep it in select()/map_rows(), or declare schema= on "
-                "map_rows/map_batches"
-            )
-        return et, schema[et]
-
-    def _window(self, node: WindowAggNode, frame: pl.LazyFrame | pl.DataFrame) -> WindowState:
-        """The window step's state, built when the event-time type is first known."""
-        if node.id not in self.windows:
-            et, et_type = self._et(node.inputs[0], frame)
-            self.windows[node.id] = WindowState(node, et, et_type)
-        return self.windows[node.id]
-
-    def _open(self) -> None:
-        now = self.clock()
-        for node in self.plan.nodes:
-            if isinstance(node, ReadNode):
-                wm = node.watermark
-                self.ctx.step = node.id
-                needed = needed_columns(self.plan, node.id)
-                self.ctx.columns = sorted(needed) if needed is not None else None
-                for part in node.source.partitions(self.ctx):
-                    reader = node.source.open(part, None, self.ctx)
-                    self.parts.append(
-                        _Partition(
-                            node,
-                            part,
-                            reader,
-                            delay=wm.max_delay_ms if wm else 0,
-                            idle_ms=wm.idle_timeout_ms if wm else None,
-                            last_active=now,
-                        )
-                    )
-            elif isinstance(node, WindowAggNode):
-                if isinstance(node.window, Session) and node.emit == "update":
-                    raise PlanError(
-                        f"step {node.id!r}: emit='update' is not available for session windows "
-                        "(a session's start moves when sessions merge).\n  hint: emit='final'"
-                    )
-                if self.schemas.get(node.inputs[0]) is not None:
-                    self._window(node, pl.DataFrame())
-            elif isinstance(node, LookupJoinNode):
-                table, _ = read_all(node.table, SourceContext(mode="batch", home=self.home))
-                self.tables[node.id] = table.collect()
-            elif isinstance(node, WriteNode):
-                key: tuple[str, ...] = ()
-                emit = "append"
-                src = self.plan.node(node.inputs[0])
-                if isinstance(src, WindowAggNode) and src.emit == "update":
-                    key, emit = (*src.by, "window_start"), "update"
-                sctx = SinkContext(
-                    mode="stream",
-                    home=self.home,
-                    pipeline=self.plan.name,
-                    step=node.id,
-                    key=key,
-                    emit=emit,  # type: ignore[arg-type]
+    # -- set-up -------------------------------------------------------------------------
+    def _open_sources(self) -> None:
+        now = self.opts.clock()
+        for node in self.plan.reads():
+            wm = node.watermark
+            self.ctx.step = node.id
+            self.ctx.event_time = node.event_time
+            needed = self.res.needed_columns(node.id)
+            self.ctx.columns = sorted(needed) if needed is not None else None
+            for part in node.source.partitions(self.ctx):
+                reader = node.source.open(part, None, self.ctx)
+                clock = PartitionClock(
+                    node.id,
+                    part,
+                    reader,
+                    node.event_time,
+                    delay_us(wm.max_delay_ms if wm else 0),
+                    wm.idle_timeout_ms if wm else None,
+                    last_active=now,
                 )
-                self.writers[node.id] = node.sink.open(sctx)
-                self.result.outputs[node.id] = node.sink.describe()
-                self.result.rows_written[node.id] = 0
+                self.parts.append(clock)
+            self.result.rows_read[node.id] = 0
 
-    # -- watermarks -------------------------------------------------------------------
-    def _active(self, now: float) -> list[_Partition]:
-        """Partitions that hold the watermark: not ended, not idle, with event time."""
-        out = []
-        for p in self.parts:
-            if p.ended or p.read.event_time is None:
-                continue
-            if p.idle_ms is not None and (now - p.last_active) * 1000 >= p.idle_ms:
-                continue
-            out.append(p)
-        return out
+    def _open_sinks(self) -> None:
+        for node in self.plan.writes():
+            key = self.res.update_keys[node.inputs[0]]
+            sctx = SinkContext(
+                mode="stream",
+                home=self.opts.home,
+                pipeline=self.plan.name,
+                step=node.id,
+                key=key or (),
+                emit="update" if key else "append",
+                schema=self.res.schema(node.id),
+            )
+            self.writers[node.id] = node.sink.open(sctx)
+            self.result.outputs[node.id] = node.sink.describe()
+            self.result.rows_written[node.id] = 0
 
-    def _advance_job_wm(self, now: float) -> None:
-        active = self._active(now)
-        if active:
-            self.job_wm = max(self.job_wm, min(p.wm for p in active))
-
-    def _stamp(self, p: _Partition, df: pl.DataFrame, others: int) -> pl.LazyFrame:
-        """Add ``__rb_wm``: the watermark each row is judged against (before it arrived).
-
-        Lazy, so it fuses into the query of the step that consumes the rows.
-        """
-        et = p.read.event_time
-        assert et is not None
-        t = event_time_expr(et, df.schema[et])
-        if df.get_column(et).null_count():
-            self._dead(p.read.id, df.filter(t.is_null()), f"event-time column {et!r} is null", p)
-            df = df.filter(t.is_not_null())
-        if df.height == 0:
-            return df.lazy().with_columns(pl.lit(self.job_wm, pl.Int64).alias(WM))
-        start_max = NEG if p.max_t is None else p.max_t
-        cm = t.cum_max()
-        before = pl.max_horizontal(cm.shift(1).fill_null(start_max), pl.lit(start_max)) - p.delay
-        thr = pl.max_horizontal(pl.min_horizontal(before, pl.lit(others)), pl.lit(self.job_wm))
-        col = df.get_column(et)
-        batch_max = int(col.max() if col.dtype.is_integer() else df.select(t.max()).item())  # type: ignore[arg-type]
-        p.max_t = batch_max if p.max_t is None else max(p.max_t, batch_max)
-        return df.lazy().with_columns(thr.cast(pl.Int64).alias(WM))
-
-    def _dead(self, read_id: str, rows: pl.DataFrame, error: str, p: _Partition) -> None:
-        letters = rows.select(
-            source=pl.lit(p.read.source.describe()),
-            position=pl.lit(f"partition {p.name}"),
-            field=pl.lit(p.read.event_time),
-            error=pl.lit(error),
-            raw=pl.struct(pl.all()).struct.json_encode(),
-        )
-        self._add_dead(read_id, letters)
-
-    def _add_dead(self, read_id: str, letters: pl.DataFrame) -> None:
-        self.pending_dead.setdefault(read_id, []).append(letters)
-        self.result.dead_letters[read_id] = self.result.dead_letters.get(read_id, 0) + letters.height
-        self.stats.dead_letters += letters.height
-
-    # -- pulling ----------------------------------------------------------------------
-    def _pull(self) -> None:
-        """One micro-batch from the partitions, bounded by rows and wait time."""
-        rows = 0
-        started = time.monotonic()
+    # -- pulling ------------------------------------------------------------------------
+    def _pull(
+        self,
+    ) -> tuple[list[tuple[PartitionClock, pl.DataFrame]], dict[int, int], dict[str, list[pl.DataFrame]]]:
+        """One micro-batch from the partitions, in arrival order, bounded by rows and wait."""
+        chunks: list[tuple[PartitionClock, pl.DataFrame]] = []
+        ends: dict[int, int] = {}
+        dead: dict[str, list[pl.DataFrame]] = {}
+        index = {id(p): i for i, p in enumerate(self.parts)}
         live = [p for p in self.parts if not p.ended]
         if not live:
-            return
+            return chunks, ends, dead
         # start each pull at the next partition, so a busy one cannot starve the others
-        self._turn = (getattr(self, "_turn", -1) + 1) % len(live)
+        self._turn = (self._turn + 1) % len(live)
         live = live[self._turn :] + live[: self._turn]
+        max_rows, max_wait = self.opts.max_batch_rows, self.opts.max_wait_ms / 1000
+        rows = timed = 0
+        started = time.monotonic()
         first_rows_at: float | None = None
-        while rows < self.max_rows:
-            budget = (
-                self.max_wait if first_rows_at is None else self.max_wait - (time.monotonic() - first_rows_at)
-            )
+        while rows < max_rows and live:
+            budget = max_wait if first_rows_at is None else max_wait - (time.monotonic() - first_rows_at)
             if budget <= 0:
                 break
             per_reader = budget if len(live) == 1 else min(budget, 0.005)
             progressed = False
             for p in live:
-                if p.ended:
-                    continue
-                batch = p.reader.next_batch(self.max_rows - rows, per_reader)
+                batch = p.reader.next_batch(max_rows - rows, per_reader)
                 letters = p.reader.drain_dead_letters()
                 if letters is not None and letters.height:
-                    self._add_dead(p.read.id, letters)  # rejected records were read too
-                    self.result.rows_read[p.read.id] = (
-                        self.result.rows_read.get(p.read.id, 0) + letters.height
-                    )
+                    dead.setdefault(p.read_id, []).append(letters)
                 if batch is None:
-                    p.ended = True
+                    ends[index[id(p)]] = timed
                     continue
                 if batch.height:
-                    self.result.rows_read[p.read.id] = self.result.rows_read.get(p.read.id, 0) + batch.height
                     progressed = True
-                    p.last_active = self.clock()
+                    p.last_active = self.opts.clock()
                     rows += batch.height
-                    self._pulled.append((p, batch))
-                    if first_rows_at is None:
-                        first_rows_at = time.monotonic()
-                if rows >= self.max_rows:
+                    timed += batch.height if p.event_time is not None else 0
+                    chunks.append((p, batch))
+                    first_rows_at = first_rows_at or time.monotonic()
+                if rows >= max_rows:
                     break
-            live = [p for p in live if not p.ended]
-            if not live:
+            live = [p for p in live if index[id(p)] not in ends]
+            if not progressed and first_rows_at is None and time.monotonic() - started >= max_wait:
                 break
-            waited = time.monotonic() - started
-            if not progressed and first_rows_at is None and waited >= self.max_wait:
-                break
+        return chunks, ends, dead
 
-    # -- one micro-batch through the plan ---------------------------------------------
+    # -- one micro-batch ----------------------------------------------------------------
     def step(self) -> bool:
         """Run one micro-batch. Returns False when the job has finished."""
-        self.pending_dead: dict[str, list[pl.DataFrame]] = {}
-        self._pulled: list[tuple[_Partition, pl.DataFrame]] = []
-        start_wms = {id(p): p.wm for p in self.parts}
-        self.start_job_wm = self.job_wm
-        self._pull()
-        now = self.clock()
-        active = self._active(now)
-        inputs: dict[str, list[pl.DataFrame | pl.LazyFrame]] = {}
-        for p, batch in self._pulled:
-            if p.read.event_time is None:
-                inputs.setdefault(p.read.id, []).append(batch)
-                continue
-            others = min((start_wms[id(o)] for o in active if o is not p), default=2**62)
-            inputs.setdefault(p.read.id, []).append(self._stamp(p, batch, others))
-        self._advance_job_wm(now)
+        self.tracker.begin()
+        chunks, ends, dead = self._pull()
+        stamped = self.tracker.stamp(chunks, ends)
         final = all(p.ended for p in self.parts)
-        rows_in = sum(b.height for _, b in self._pulled)
+        pulled: dict[str, list[pl.DataFrame]] = {}
+        for (p, _), df in zip(chunks, stamped, strict=True):
+            pulled.setdefault(p.read_id, []).append(df)
+        rows_in = sum(df.height for _, df in chunks)
         self.stats.events += rows_in
         self.stats.last_batch_rows = rows_in
-        idle = not rows_in and not final and not self.pending_dead and self.job_wm == self.start_job_wm
+        moved = self.tracker.job_wm != self.tracker.start_wm
         outputs: dict[str, pl.DataFrame] = {}
-        if not idle:  # nothing arrived and the watermark did not move: nothing to compute
+        if rows_in or final or dead or moved:  # else nothing arrived: nothing to compute
             self.stats.batches += 1
-            outputs = self._run_plan(inputs, final)
-        self.stats.watermark = None if self.job_wm == NEG else self.job_wm
-        self.stats.open_windows = sum(w.open_windows for w in self.windows.values())
-        self.stats.state_bytes = sum(w.state_bytes for w in self.windows.values()) + sum(
-            int(d.estimated_size()) for d in self.dedupe.values()
-        )
-        if final or time.monotonic() - self.last_commit >= self.commit_interval:
+            tick = Tick(self.tracker.watermark, self.tracker.started_at, final)
+            outputs = self._run_plan(pulled, dead, tick)
+        wm = self.tracker.watermark
+        self.stats.watermark = None if wm is None else wm // US
+        figures = [rt.figures() for rt in self.runtimes.values()]
+        self.stats.open_windows = sum(f.get("open_windows", 0) for f in figures)
+        self.stats.state_bytes = sum(f.get("state_bytes", 0) for f in figures)
+        if final or time.monotonic() - self.last_commit >= self.opts.commit_interval_ms / 1000:
             self.commit()
-        if self.on_batch is not None:
-            self.on_batch(self.stats, outputs)
+        if self.opts.on_batch is not None:
+            self.opts.on_batch(self.stats, outputs)
         self.stats.ended = final
         return not final
 
+    def _read_input(self, read_id: str, frames: list[pl.DataFrame], dead: list[pl.DataFrame]) -> list[Frame]:
+        schema = self.res.schema(read_id)
+        if frames:
+            rows = pl.concat(frames, how="vertical_relaxed") if len(frames) > 1 else frames[0]
+        else:
+            rows = pl.DataFrame(schema=schema)
+            if self.res.event_times[(read_id, "out")] is not None:
+                rows = rows.with_columns(pl.lit(None, pl.Int64).alias(WM))
+        letters = pl.concat(dead) if dead else pl.DataFrame(schema=DEAD_LETTER_SCHEMA)
+        self.result.rows_read[read_id] += sum(f.height for f in frames) + letters.height
+        return [rows, letters]
+
     def _run_plan(
-        self, inputs: dict[str, list[pl.DataFrame | pl.LazyFrame]], final: bool
+        self, pulled: dict[str, list[pl.DataFrame]], dead: dict[str, list[pl.DataFrame]], tick: Tick
     ) -> dict[str, pl.DataFrame]:
-        """Run one micro-batch through the steps. Stateless steps stay lazy and fuse into the
-        query of the next step that needs rows (a window, a user function, a write)."""
-        out: dict[str, pl.LazyFrame | pl.DataFrame] = {}
-        written: dict[str, pl.DataFrame] = {}
-        late_of: dict[str, pl.DataFrame] = {}
-
-        def rows(node_id: str) -> pl.DataFrame:
-            frame = out[node_id]
-            if isinstance(frame, pl.LazyFrame):
-                frame = frame.collect()
-                out[node_id] = frame
-            return frame
-
+        """One micro-batch through every step. Stateless steps stay lazy and fuse into the
+        query of the next step that needs rows."""
+        outs: dict[tuple[str, str], Frame] = {}
+        shown: dict[str, pl.DataFrame] = {}
         for node in self.plan.nodes:
-            schema = self.schemas.get(node.id)
-            src_id = node.inputs[0] if node.inputs else ""
-            if node.inputs and all(_unknown(out[i]) for i in node.inputs):
-                # no rows and no known columns (a user function emptied every batch so far)
-                if isinstance(node, WindowAggNode):
-                    out[src_id] = pl.DataFrame()
-                elif not isinstance(node, LateNode | DeadLetterNode):
-                    out[node.id] = pl.DataFrame()
+            op = self.res.ops[node.id]
+            ports = self.res.inputs(node.id)
+            if not ports:
+                ins = self._read_input(node.id, pulled.get(node.id, []), dead.get(node.id, []))
+            else:
+                ins = [outs[p] for p in ports]
+                if not op.stateful and all(_unknown(f) for f in ins):
+                    outs[(node.id, "out")] = pl.DataFrame()
+                    for port in op.ports:
+                        outs[(node.id, port)] = pl.DataFrame()
                     continue
-            if isinstance(node, ReadNode):
-                frames = inputs.get(node.id, [])
-                if frames:
-                    lazy = [f.lazy() for f in frames]
-                    out[node.id] = pl.concat(lazy, how="vertical_relaxed") if len(lazy) > 1 else lazy[0]
-                else:
-                    df = pl.DataFrame(schema=schema)
-                    if node.event_time is not None:
-                        df = df.with_columns(pl.lit(None, pl.Int64).alias(WM))
-                    out[node.id] = df
-                self.result.rows_read.setdefault(node.id, 0)
-            elif isinstance(node, FilterNode | WithColumnsNode):
-                out[node.id] = apply_stateless(node, out[src_id].lazy())
-            elif isinstance(node, SelectNode):
-                keep_wm = WM in out[src_id].lazy().collect_schema().names()
-                exprs = (*node.exprs, pl.col(WM)) if keep_wm else node.exprs
-                out[node.id] = out[src_id].lazy().select(*exprs)
-            elif isinstance(node, MapBatchesNode | MapRowsNode):
-                src = rows(src_id)
-                origin: list[int] = []
-                if not src.height:
-                    df = pl.DataFrame()
-                elif isinstance(node, MapBatchesNode):  # sees __rb_wm: a filter keeps it
-                    df = apply_map_batches(node, _hidden(src, keep=WM))
-                else:
-                    df = apply_map_rows(node, _hidden(src), origin)
-                if df.height:
-                    self.map_schemas[node.id] = df.schema
-                else:  # a batch the function emptied: the columns it gives when it gives rows
-                    known = node.schema or self.map_schemas.get(node.id) or schema
-                    df = pl.DataFrame(schema=known) if known is not None else pl.DataFrame()
-                if WM in src.columns:
-                    df = df.with_columns(self._carry_watermark(node, src, df, origin))
-                out[node.id] = df
-            elif isinstance(node, UnionNode):
-                cols = out[src_id].lazy().collect_schema().names()
-                out[node.id] = pl.concat(
-                    [out[i].lazy().select(cols) for i in node.inputs], how="vertical_relaxed"
-                )
-            elif isinstance(node, WindowAggNode):
-                wm = None if self.job_wm == NEG else self.job_wm
-                if node.id not in self.windows and _unknown(out[src_id]):
-                    out[node.id] = pl.DataFrame()  # nothing has reached this window yet
-                    continue
-                emitted = self._window(node, out[src_id]).process(out[src_id], wm, final=final)
-                windows = emitted.windows
-                if windows.width == 0:
-                    windows = pl.DataFrame(schema=schema)
-                out[node.id] = windows.with_columns(pl.lit(self.job_wm, pl.Int64).alias(WM))
-                late_of[node.id] = emitted.late
-                n_late = emitted.late.height
-                if n_late:
-                    self.result.late[node.id] = self.result.late.get(node.id, 0) + n_late
-                    self.stats.late += n_late
-            elif isinstance(node, LateNode):
-                out[node.id] = late_of.get(src_id, pl.DataFrame())
-            elif isinstance(node, DeadLetterNode):
-                letters = self.pending_dead.pop(src_id, [])
-                out[node.id] = pl.concat(letters) if letters else pl.DataFrame(schema=DEAD_LETTER_SCHEMA)
-            elif isinstance(node, DedupeNode):
-                out[node.id] = self._dedupe(node, rows(src_id))
-            elif isinstance(node, LookupJoinNode):
-                out[node.id] = (
-                    out[src_id]
-                    .lazy()
-                    .join(self.tables[node.id].lazy(), on=list(node.on), how=node.how, maintain_order="left")
-                )
-            elif isinstance(node, WriteNode):
-                df = _hidden(rows(src_id))
+            got = self.runtimes[node.id].process(ins, tick)
+            outs[(node.id, "out")] = got.out
+            for port, frame in got.sides.items():
+                outs[(node.id, port)] = frame
+            self._count(node.id, got.counts)
+            if node.id in self.writers:
+                df = visible(_rows(got.out))
                 self.writers[node.id].write(df)
                 self.result.rows_written[node.id] += df.height
-                written[node.id] = df
-            if self.consumers.get(node.id, 0) > 1 and isinstance(out.get(node.id), pl.LazyFrame):
-                rows(node.id)  # shared by several steps: compute once
-        for read_id, letters in self.pending_dead.items():  # not consumed by a dead-letter step
-            if letters:
-                self._spill_dead(read_id, pl.concat(letters))
-        emitted_windows = {k: v for k, v in out.items() if isinstance(v, pl.DataFrame) and k in self.windows}
-        return {**emitted_windows, **written}
+                shown[node.id] = df
+            elif op.stateful and isinstance(got.out, pl.DataFrame):
+                shown[node.id] = got.out
+            if self.consumers[node.id] > 1 and isinstance(got.out, pl.LazyFrame):
+                outs[(node.id, "out")] = got.out.collect()  # shared by several steps: compute once
+            if "dead" in got.sides and node.id not in self.dead_consumed:
+                self._spill_dead(node.id, _rows(got.sides["dead"]))
+        return shown
 
-    def _carry_watermark(
-        self, node: MapBatchesNode | MapRowsNode, src: pl.DataFrame, df: pl.DataFrame, origin: list[int]
-    ) -> pl.Series:
-        """Each output row of a user function keeps the watermark of the row it came from:
-        map_rows knows its origin; map_batches keeps them when it keeps the rows in order
-        (same height). Otherwise rows are judged against the job watermark at the start of
-        the micro-batch, which never makes an on-time event late."""
-        if isinstance(node, MapRowsNode) and len(origin) == df.height:
-            return src[WM].gather(origin)
-        if isinstance(node, MapBatchesNode):
-            if WM in df.columns and df[WM].dtype == pl.Int64 and df[WM].null_count() == 0:
-                return df[WM]
-            if df.height == src.height:
-                return src[WM]
-        return pl.repeat(self.start_job_wm, df.height, dtype=pl.Int64, eager=True).alias(WM)
+    def _count(self, step: str, counts: dict[str, int]) -> None:
+        if counts.get("late"):
+            self.result.late[step] = self.result.late.get(step, 0) + counts["late"]
+            self.stats.late += counts["late"]
+        if counts.get("late_assignments"):
+            partly = self.result.stats.setdefault("late_assignments", {})
+            partly[step] = partly.get(step, 0) + counts["late_assignments"]
+        if counts.get("dead"):
+            self.result.dead_letters[step] = self.result.dead_letters.get(step, 0) + counts["dead"]
+            self.stats.dead_letters += counts["dead"]
 
     def _spill_dead(self, read_id: str, letters: pl.DataFrame) -> None:
-        target = self.home / "dead_letters" / self.plan.name / f"{read_id}.jsonl"
+        if not letters.height:
+            return
+        target = self.opts.home / "dead_letters" / self.plan.name / f"{read_id}.jsonl"
         target.parent.mkdir(parents=True, exist_ok=True)
         with open(target, "ab") as fh:
             letters.write_ndjson(fh)
@@ -492,29 +280,7 @@ class _Job:
         if note not in self.result.notes:
             self.result.notes.append(note)
 
-    def _dedupe(self, node: DedupeNode, df: pl.DataFrame) -> pl.DataFrame:
-        et, et_type = self._et(node.inputs[0], df)
-        keys = list(node.key)
-        seen = self.dedupe.get(node.id)
-        t = event_time_expr(et, et_type)
-        rows = df.with_columns(t.alias("__rb_t"))
-        if seen is not None and seen.height:
-            rows = rows.join(seen, on=keys, how="left", maintain_order="left")
-        else:
-            rows = rows.with_columns(pl.lit(None, pl.Int64).alias("__rb_seen"))
-        prev = pl.col("__rb_t").shift(1).over(keys).fill_null(pl.col("__rb_seen"))
-        keep = prev.is_null() | ((pl.col("__rb_t") - prev).abs() >= node.within_ms)
-        flagged = rows.with_columns(__rb_keep=keep)
-        last = flagged.group_by(keys).agg(pl.col("__rb_t").last().alias("__rb_seen"))
-        merged = (
-            last if seen is None else pl.concat([seen, last]).group_by(keys).agg(pl.col("__rb_seen").last())
-        )
-        if self.job_wm != NEG:
-            merged = merged.filter(pl.col("__rb_seen") + node.within_ms > self.job_wm)
-        self.dedupe[node.id] = merged
-        return flagged.filter(pl.col("__rb_keep")).drop("__rb_t", "__rb_seen", "__rb_keep")
-
-    # -- commit / close ---------------------------------------------------------------
+    # -- commit / close -------------------------------------------------------------------
     def commit(self) -> None:
         for writer in self.writers.values():
             writer.commit(self.epoch)
@@ -528,66 +294,25 @@ class _Job:
             writer.close()
 
 
-def _unknown(frame: pl.LazyFrame | pl.DataFrame) -> bool:
-    return isinstance(frame, pl.DataFrame) and frame.width == 0
+def _rows(frame: Frame) -> pl.DataFrame:
+    return frame.collect() if isinstance(frame, pl.LazyFrame) else frame
 
 
-def run_stream(
-    pipeline: Pipeline,
-    *,
-    progress: bool | None = None,
-    home: Path,
-    max_batch_rows: int = 250_000,
-    max_wait: Duration = "10ms",
-    commit_interval: Duration = "500ms",
-    stop: threading.Event | None = None,
-    stop_after: Duration | None = None,
-    live: bool = False,
-    clock: Callable[[], float] = time.monotonic,
-    on_batch: Callable[[StreamStats, dict[str, pl.DataFrame]], None] | None = None,
-) -> RunResult:
-    """Run ``pipeline`` as a stream job until its bounded inputs end or it is stopped.
-
-    Parameters
-    ----------
-    max_batch_rows, max_wait
-        A micro-batch closes at this many rows or this long after its first row arrived.
-    commit_interval
-        How often sinks commit (and, later, checkpoints are taken).
-    stop
-        Set this event to stop the job cleanly (SIGINT/SIGTERM do the same from the CLI).
-    stop_after
-        Stop after this much wall time (for unbounded sources in scripts and tests).
-    live
-        Show live figures in the terminal (events/s, watermark, open windows, late events).
-    clock
-        Processing-time clock used for idle timeouts (``riverbed.testing.ManualClock``).
-    on_batch
-        Called after every micro-batch with the live figures and each step's output.
-    """
-    if max_batch_rows < 1:
-        raise PlanError(f"max_batch_rows must be >= 1, got {max_batch_rows}")
+def run(plan: Plan, opts: StreamOptions) -> RunResult:
+    """Run ``plan`` as a stream job until its bounded inputs end or it is stopped."""
     started = time.perf_counter()
-    stop = stop or threading.Event()
-    job = _Job(
-        pipeline,
-        home=home,
-        max_batch_rows=max_batch_rows,
-        max_wait_ms=to_ms(max_wait, what="max_wait"),
-        commit_interval_ms=to_ms(commit_interval, what="commit_interval"),
-        clock=clock,
-        on_batch=on_batch,
-    )
-    deadline = None if stop_after is None else time.monotonic() + to_ms(stop_after) / 1000
+    stop = opts.stop or threading.Event()
+    job = StreamJob(plan, opts)
+    deadline = None if opts.stop_after_ms is None else time.monotonic() + opts.stop_after_ms / 1000
     restore: list[tuple[signal.Signals, Any]] = []
     if threading.current_thread() is threading.main_thread():
         for sig in (signal.SIGINT, signal.SIGTERM):
             restore.append((sig, signal.signal(sig, lambda *_: stop.set())))
     display = None
-    if live:
+    if opts.live:
         from riverbed.executors._live import LiveDisplay
 
-        display = LiveDisplay(job.stats, job.plan.name)
+        display = LiveDisplay(job.stats, plan.name)
         display.start()
     try:
         while not stop.is_set():
@@ -608,11 +333,13 @@ def run_stream(
             signal.signal(sig, handler)
         job.close()
     job.result.elapsed_s = time.perf_counter() - started
-    job.result.stats = {
-        "batches": job.stats.batches,
-        "events_per_s": job.stats.events / max(job.result.elapsed_s, 1e-9),
-        "watermark": job.stats.watermark,
-        "open_windows": job.stats.open_windows,
-        "state_bytes": job.stats.state_bytes,
-    }
+    job.result.stats.update(
+        {
+            "batches": job.stats.batches,
+            "events_per_s": job.stats.events / max(job.result.elapsed_s, 1e-9),
+            "watermark": job.stats.watermark,
+            "open_windows": job.stats.open_windows,
+            "state_bytes": job.stats.state_bytes,
+        }
+    )
     return job.result
