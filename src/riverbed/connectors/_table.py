@@ -13,7 +13,7 @@ from typing import Any, ClassVar, Literal
 
 import polars as pl
 
-from riverbed._errors import ConfigError, SinkError
+from riverbed._errors import ConfigError, RiverbedError, SinkError
 from riverbed.connectors.base import (
     Capabilities,
     Sink,
@@ -129,7 +129,7 @@ class TableWriter(SinkWriter):
             df = df.unique(subset=list(self.key), keep="last", maintain_order=True)
         try:
             self._transaction(df, replace=replace, epoch=epoch)
-        except SinkError:
+        except RiverbedError:  # SinkError, or TransientError for the retry logic to see
             raise
         except Exception as exc:
             raise SinkError(f"sink table {self.table!r}: commit failed: {exc}") from exc
