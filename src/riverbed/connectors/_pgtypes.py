@@ -10,11 +10,14 @@ microseconds for timestamps, days for dates, JSON for arrays) and the Polars typ
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import polars as pl
 
 from riverbed._errors import SinkError
+
+if TYPE_CHECKING:
+    from polars._typing import PolarsDataType
 
 _INTS: dict[Any, str] = {
     pl.Int8: "smallint",
@@ -40,7 +43,7 @@ _SCALAR: dict[Any, str] = {
 }
 
 
-def pg_type(dtype: pl.DataType, column: str, where: str) -> str:
+def pg_type(dtype: PolarsDataType, column: str, where: str) -> str:
     """The PostgreSQL type a Polars column is stored as; a SinkError when there is none."""
     if isinstance(dtype, pl.Datetime):
         return "timestamptz" if dtype.time_zone else "timestamp"
@@ -61,7 +64,7 @@ def pg_type(dtype: pl.DataType, column: str, where: str) -> str:
     raise _unmappable(dtype, column, where)
 
 
-def _unmappable(dtype: pl.DataType, column: str, where: str) -> SinkError:
+def _unmappable(dtype: PolarsDataType, column: str, where: str) -> SinkError:
     return SinkError(
         f"{where}: column {column!r} has type {dtype}, which has no PostgreSQL type here.\n"
         "  supported: integers, floats, Boolean, String, Categorical/Enum, Date, Time, Datetime "
@@ -70,11 +73,15 @@ def _unmappable(dtype: pl.DataType, column: str, where: str) -> SinkError:
     )
 
 
-def _array_literal(expr: pl.Expr, inner: pl.DataType) -> pl.Expr:
+def _array_literal(expr: pl.Expr, inner: PolarsDataType) -> pl.Expr:
     """A list column as PostgreSQL array text: ``{1,2,NULL}``, ``{"a","b\\"c"}``."""
     el = pl.element()
     if inner == pl.String or isinstance(inner, pl.Categorical | pl.Enum):
-        s = el.cast(pl.String).str.replace_all("\\", "\\\\", literal=True).str.replace_all('"', '\\"', literal=True)
+        s = (
+            el.cast(pl.String)
+            .str.replace_all("\\", "\\\\", literal=True)
+            .str.replace_all('"', '\\"', literal=True)
+        )
         item = pl.lit('"') + s + pl.lit('"')
     elif isinstance(inner, pl.Datetime | pl.Date | pl.Time):
         item = pl.lit('"') + el.cast(pl.String) + pl.lit('"')
@@ -186,7 +193,7 @@ _FAMILY: dict[str, set[str]] = {
 }
 
 
-def accepts(stored: str, dtype: pl.DataType) -> bool:
+def accepts(stored: str, dtype: PolarsDataType) -> bool:
     """Whether a column of PostgreSQL type ``stored`` (``udt_name``) can take ``dtype`` values."""
     if dtype == pl.Null:
         return True

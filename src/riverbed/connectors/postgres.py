@@ -17,7 +17,7 @@ import io
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar, LiteralString, cast
+from typing import TYPE_CHECKING, Any, ClassVar, cast
 
 import polars as pl
 
@@ -118,8 +118,8 @@ def connect(url: str, connect_timeout: float, where: str, terminal: type[Riverbe
     if "connect_timeout" not in psycopg.conninfo.conninfo_to_dict(url):
         params["connect_timeout"] = max(1, round(connect_timeout))
     with _errors(where, url, "connecting", terminal):
-        con: Connection[Any] = psycopg.connect(url, autocommit=True, **params)
-    return con
+        con = psycopg.connect(url, autocommit=True, **params)
+    return cast("Connection[Any]", con)
 
 
 @dataclass(frozen=True)
@@ -139,6 +139,8 @@ class PostgresSink(TableSink):
 
 class _PostgresWriter(TableWriter):
     """Holds one connection for the run; reconnects when it broke."""
+
+    con: Connection[Any]
 
     def __init__(self, sink: PostgresSink, ctx: SinkContext) -> None:
         super().__init__(sink.table or ctx.pipeline, sink.mode, sink.key, ctx)  # "": the pipeline's name
@@ -165,7 +167,8 @@ class _PostgresWriter(TableWriter):
         return _errors(self.where, self.sink.path, action, SinkError)
 
     def _regclass(self, ident: sql.Identifier) -> Any:
-        return self._live().execute("SELECT to_regclass(%s)::oid", [ident.as_string(self.con)]).fetchone()[0]  # type: ignore[index]
+        row = self._live().execute("SELECT to_regclass(%s)::oid", [ident.as_string(self.con)]).fetchone()
+        return row[0] if row else None
 
     # -- the check before the first commit ---------------------------------------------
     def _check(self, schema: pl.Schema | None) -> None:
@@ -178,7 +181,9 @@ class _PostgresWriter(TableWriter):
             if self.schema_name is not None:
                 found = con.execute("SELECT 1 FROM pg_namespace WHERE nspname = %s", [self.schema_name])
                 if found.fetchone() is None:
-                    con.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(self.schema_name)))
+                    con.execute(
+                        sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(self.schema_name))
+                    )
             oid = self._regclass(self.ident)
             if oid is None or self.mode == "replace":
                 self._need_create()
@@ -203,7 +208,8 @@ class _PostgresWriter(TableWriter):
             raise SinkError(
                 f"{self.where}: the role may not create tables in schema "
                 f"{self.schema_name or 'current_schema()'}.\n"
-                "  hint: GRANT CREATE ON SCHEMA ... TO ..., or create the table beforehand and use mode='append'"
+                "  hint: GRANT CREATE ON SCHEMA ... TO ..., or create the table beforehand "
+                "and use mode='append'"
             )
 
     def _need_privileges(self, ident: sql.Identifier, privileges: tuple[str, ...]) -> None:
@@ -211,7 +217,7 @@ class _PostgresWriter(TableWriter):
         missing = [
             p
             for p in privileges
-            if not self.con.execute("SELECT has_table_privilege(%s, %s)", [name, p]).fetchone()[0]  # type: ignore[index]
+            if self.con.execute("SELECT has_table_privilege(%s, %s)", [name, p]).fetchone() != (True,)
         ]
         if missing:
             raise SinkError(
@@ -244,7 +250,8 @@ class _PostgresWriter(TableWriter):
         ]
         if wrong:
             raise SinkError(
-                f"{self.where}: column types do not fit the table: {', '.join(wrong)}; the table is ({shape}).\n"
+                f"{self.where}: column types do not fit the table: {', '.join(wrong)}; "
+                f"the table is ({shape}).\n"
                 "  hint: cast the columns in the pipeline, or use mode='replace'"
             )
 
@@ -269,7 +276,7 @@ class _PostgresWriter(TableWriter):
         if self._regclass(self.ident) is not None:
             return False
         cols = sql.SQL(", ").join(
-            sql.SQL("{} {}").format(sql.Identifier(c), sql.SQL(cast(LiteralString, pg_type(t, c, self.where))))
+            sql.SQL("{} {}").format(sql.Identifier(c), sql.SQL(pg_type(t, c, self.where)))
             for c, t in df.schema.items()
         )
         cur.execute(sql.SQL("CREATE TABLE {} ({})").format(self.ident, cols))
@@ -295,7 +302,9 @@ class _PostgresWriter(TableWriter):
         sql = _sql()
         stage = sql.Identifier("__rb_stage")
         cur.execute(
-            sql.SQL("CREATE TEMP TABLE {} (LIKE {} INCLUDING DEFAULTS) ON COMMIT DROP").format(stage, self.ident)
+            sql.SQL("CREATE TEMP TABLE {} (LIKE {} INCLUDING DEFAULTS) ON COMMIT DROP").format(
+                stage, self.ident
+            )
         )
         self._copy(cur, stage, df)
         cols = sql.SQL(", ").join(map(sql.Identifier, df.columns))
@@ -304,7 +313,9 @@ class _PostgresWriter(TableWriter):
             others = [c for c in df.columns if c not in self.key]
             action = (
                 sql.SQL("UPDATE SET {}").format(
-                    sql.SQL(", ").join(sql.SQL("{0} = EXCLUDED.{0}").format(sql.Identifier(c)) for c in others)
+                    sql.SQL(", ").join(
+                        sql.SQL("{0} = EXCLUDED.{0}").format(sql.Identifier(c)) for c in others
+                    )
                 )
                 if others
                 else sql.SQL("NOTHING")
@@ -330,12 +341,11 @@ class _PostgresWriter(TableWriter):
         """Whether a unique index covers exactly the key columns (and treats nulls as equal)."""
         nnd = "i.indnullsnotdistinct" if cur.connection.info.server_version >= 150000 else "false"
         found = cur.execute(
-            cast(
-                LiteralString,
+            (
                 f"SELECT {nnd} FROM pg_index i WHERE i.indrelid = to_regclass(%s) AND i.indisunique "
                 "AND i.indpred IS NULL AND i.indexprs IS NULL AND (SELECT array_agg(a.attname::text "
                 "ORDER BY a.attname) FROM pg_attribute a WHERE a.attrelid = i.indrelid "
-                "AND a.attnum = ANY(i.indkey)) = %s AND i.indnkeyatts = %s",
+                "AND a.attnum = ANY(i.indkey)) = %s AND i.indnkeyatts = %s"
             ),
             [self.ident.as_string(cur), sorted(self.key), len(self.key)],
         ).fetchall()
@@ -395,17 +405,17 @@ class PostgresSource(TableSource):
     def _where(self) -> str:
         return f"source {self.describe()}"
 
-    def _from(self) -> sql.Composable:
+    def _from(self) -> Any:  # a psycopg.sql.Composable
         sql = _sql()
         if self.query:
-            return sql.SQL("({}) AS q").format(sql.SQL(cast(LiteralString, self.query.strip().rstrip(";"))))
+            return sql.SQL("({}) AS q").format(sql.SQL(self.query.strip().rstrip(";")))
         return sql.Identifier(*_split_name(self.table))
 
     def _columns(self, con: Connection[Any]) -> list[tuple[str, ColumnReader]]:
         sql = _sql()
-        if not self.query and con.execute("SELECT to_regclass(%s)", [self._from().as_string(con)]).fetchone() == (
-            None,
-        ):
+        if not self.query and con.execute(
+            "SELECT to_regclass(%s)", [self._from().as_string(con)]
+        ).fetchone() == (None,):
             listed = con.execute(
                 "SELECT table_schema || '.' || table_name FROM information_schema.tables "
                 "WHERE table_schema NOT IN ('pg_catalog', 'information_schema') ORDER BY 1 LIMIT 50"
@@ -423,7 +433,7 @@ class PostgresSource(TableSource):
                 "  hint: give each column its own name with AS"
             )
         types = dict(
-            con.execute(  # type: ignore[arg-type]
+            con.execute(
                 "SELECT t.oid, (t.typname, e.typname) FROM pg_type t LEFT JOIN pg_type e "
                 "ON e.oid = t.typelem AND t.typcategory = 'A' WHERE t.oid = ANY(%s)",
                 [[d.type_code for d in desc]],
@@ -501,9 +511,7 @@ class PostgresTable:
 
 def _check_url(url: str) -> str:
     if not url.startswith(("postgresql://", "postgres://")) and "=" not in url:
-        raise ConfigError(
-            f"expected a PostgreSQL URL like postgresql://user@host:5432/dbname, got {url!r}"
-        )
+        raise ConfigError(f"expected a PostgreSQL URL like postgresql://user@host:5432/dbname, got {url!r}")
     if "#" in url:
         raise ConfigError(f"{safe_url(url)}: pass the table as table=..., not after '#'")
     return url
