@@ -36,6 +36,7 @@ from riverbed.connectors._table import (
     TableSink,
     TableSource,
     TableWriter,
+    check_shape,
     table_options,
 )
 from riverbed.connectors.base import SinkContext, SinkWriter, SourceContext
@@ -234,26 +235,14 @@ class _PostgresWriter(TableWriter):
             "AND NOT attisdropped ORDER BY attnum",
             [oid],
         ).fetchall()
-        stored = {r[0]: (r[1], r[2]) for r in rows}
-        shape = ", ".join(f"{c} {t[0]}" for c, t in stored.items())
-        wanted = list(schema or {}) + (list(self.key) if self.upsert else [])
-        missing = [c for c in dict.fromkeys(wanted) if c not in stored]
-        if missing:
-            raise SinkError(
-                f"{self.where}: the table has no column(s) {missing}; it has ({shape}).\n"
-                "  hint: mode='replace' recreates the table, or ALTER TABLE ... ADD COLUMN"
-            )
-        wrong = [
-            f"{c} ({dtype} into {stored[c][0]})"
-            for c, dtype in (schema or {}).items()
-            if not accepts(stored[c][1], dtype)
-        ]
-        if wrong:
-            raise SinkError(
-                f"{self.where}: column types do not fit the table: {', '.join(wrong)}; "
-                f"the table is ({shape}).\n"
-                "  hint: cast the columns in the pipeline, or use mode='replace'"
-            )
+        types = {r[0]: r[2] for r in rows}
+        check_shape(
+            self.where,
+            {r[0]: r[1] for r in rows},
+            schema,
+            self.key if self.upsert else (),
+            lambda column, dtype: accepts(types[column], dtype),
+        )
 
     # -- commits ----------------------------------------------------------------------
     def _transaction(self, df: pl.DataFrame, *, replace: bool, epoch: int) -> None:
