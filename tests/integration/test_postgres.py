@@ -7,6 +7,8 @@ tests skip, and fail under CI=true.
 from __future__ import annotations
 
 import socket
+import subprocess
+import sys
 from datetime import date, datetime, time
 from decimal import Decimal
 from pathlib import Path
@@ -355,3 +357,15 @@ def test_describe_and_options() -> None:
         rb.postgres("postgresql://127.0.0.1/db", "t", query="SELECT 1")
     with pytest.raises(rb.ConfigError, match="PostgreSQL URL"):
         rb.postgres("127.0.0.1:5432/db", "t")
+
+
+def test_psycopg_is_imported_only_when_used(monkeypatch: pytest.MonkeyPatch) -> None:
+    code = (
+        "import sys, riverbed as rb; rb.postgres('postgresql://h/db', 't').describe(); "
+        "print('psycopg' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+    monkeypatch.setitem(sys.modules, "psycopg", None)  # as if not installed
+    with pytest.raises(rb.MissingExtraError, match=r"riverbed\[postgres\]"):
+        rb.postgres("postgresql://127.0.0.1/db", "t").as_sink().open(SinkContext())

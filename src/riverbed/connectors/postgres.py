@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, cast
+from urllib.parse import unquote, urlsplit
 
 import polars as pl
 
@@ -60,16 +61,30 @@ def _sql() -> Any:
 
 
 def safe_url(url: str) -> str:
-    """``url`` without its password, for plans, logs and error messages."""
-    conninfo = _psycopg().conninfo
-    try:
-        parts = conninfo.conninfo_to_dict(url)
+    """``url`` without its password or options, for plans, logs and error messages.
+
+    Examples
+    --------
+    >>> safe_url("postgres://me:secret@db.local/shop?sslmode=require")
+    'postgresql://me@db.local:5432/shop'
+    """
+    if url.startswith(("postgresql://", "postgres://")):
+        parts = urlsplit(url)
+        try:
+            port = parts.port or 5432
+        except ValueError:
+            port = 5432
+        user = f"{unquote(parts.username)}@" if parts.username else ""
+        return f"postgresql://{user}{parts.hostname or 'localhost'}:{port}{parts.path or '/'}"
+    try:  # a key=value connection string
+        params = _psycopg().conninfo.conninfo_to_dict(url)
+    except RiverbedError:
+        raise
     except Exception:
-        return url.split("@")[-1]
-    user = f"{parts['user']}@" if parts.get("user") else ""
-    host = parts.get("host") or "localhost"
-    port = parts.get("port") or "5432"
-    return f"postgresql://{user}{host}:{port}/{parts.get('dbname') or ''}"
+        return "<a PostgreSQL connection string>"
+    user = f"{params['user']}@" if params.get("user") else ""
+    host = params.get("host") or "localhost"
+    return f"postgresql://{user}{host}:{params.get('port') or 5432}/{params.get('dbname') or ''}"
 
 
 def _address(url: str) -> str:
