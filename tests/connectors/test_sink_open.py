@@ -23,7 +23,7 @@ import riverbed as rb
 from riverbed.connectors.base import SinkContext, SinkWriter
 
 ROWS = pl.DataFrame({"k": [1, 2], "v": [1.0, 2.0]})
-SRC = "/tmp/oldsrc"
+SRC = str(Path(__file__).resolve().parents[2] / "src")
 
 
 def open_writer(sink: Any, schema: pl.Schema | None = None, step: str = "out") -> SinkWriter:
