@@ -319,6 +319,10 @@ def test_open_checks_privileges(pg_schema: tuple[str, str], postgres_url: str) -
             writer(as_reader, "t", mode="append")
         with pytest.raises(rb.SinkError, match="may not create tables"):
             writer(as_reader, "t2")
+        pg_execute(url, f'GRANT CREATE ON SCHEMA "{schema}" TO "{role}"')
+        owner = pg_execute(url, "SELECT current_user")[0][0]
+        with pytest.raises(rb.SinkError, match=rf"only its owner \({owner}\) may"):
+            writer(as_reader, "t")  # replace
         assert read(rb.postgres(as_reader, "t")).height == 0  # reading is allowed
     finally:
         pg_execute(postgres_url, f'DROP OWNED BY "{role}" CASCADE')

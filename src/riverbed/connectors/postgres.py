@@ -203,6 +203,8 @@ class _PostgresWriter(TableWriter):
             oid = self._regclass(self.ident)
             if oid is None or self.mode == "replace":
                 self._need_create()
+                if oid is not None:
+                    self._need_owner(oid)
             else:
                 self._check_existing(oid, schema)
             if self._regclass(self.epochs) is None:
@@ -226,6 +228,19 @@ class _PostgresWriter(TableWriter):
                 f"{self.schema_name or 'current_schema()'}.\n"
                 "  hint: GRANT CREATE ON SCHEMA ... TO ..., or create the table beforehand "
                 "and use mode='append'"
+            )
+
+    def _need_owner(self, oid: int) -> None:
+        """``replace`` drops the table: only its owner (or a member of the owning role) may."""
+        row = self.con.execute(
+            "SELECT pg_has_role(relowner, 'USAGE'), relowner::regrole::text FROM pg_class WHERE oid = %s",
+            [oid],
+        ).fetchone()
+        if row is not None and not row[0]:
+            raise SinkError(
+                f"{self.where}: mode='replace' drops and recreates the table, which only its owner "
+                f"({row[1]}) may do.\n"
+                "  hint: use mode='append' or 'upsert', or write as the owner"
             )
 
     def _need_privileges(self, ident: sql.Identifier, privileges: tuple[str, ...]) -> None:
