@@ -373,3 +373,25 @@ def test_psycopg_is_imported_only_when_used(monkeypatch: pytest.MonkeyPatch) -> 
     monkeypatch.setitem(sys.modules, "psycopg", None)  # as if not installed
     with pytest.raises(rb.MissingExtraError, match=r"riverbed\[postgres\]"):
         rb.postgres("postgresql://127.0.0.1/db", "t").as_sink().open(SinkContext())
+
+
+def test_types_that_change_on_the_way_back(pg_schema: tuple[str, str]) -> None:
+    """Struct -> jsonb (text back), Categorical -> text, UInt64 -> numeric(20,0), ns -> us."""
+    url, _ = pg_schema
+    df = pl.DataFrame(
+        {
+            "st": [{"a": 1, "b": "x"}, None],
+            "cat": pl.Series(["p", None], dtype=pl.Categorical),
+            "u64": pl.Series([2**64 - 1, 0], dtype=pl.UInt64),
+            "ns": pl.Series([datetime(2026, 1, 1, 0, 0, 0, 1), None]).cast(pl.Datetime("ns")),
+        }
+    )
+    run_into(rb.postgres(url, "t"), df)
+    back = read(rb.postgres(url, "t"))
+    assert back.schema == pl.Schema(
+        {"st": pl.String, "cat": pl.String, "u64": pl.Decimal(20, 0), "ns": pl.Datetime("us")}
+    )
+    assert pg_execute(url, "SELECT st->>'b', (st->>'a')::int FROM t WHERE st IS NOT NULL") == [("x", 1)]
+    assert back["cat"].to_list() == ["p", None]
+    assert back["u64"].to_list() == [Decimal(2**64 - 1), Decimal(0)]
+    assert back["ns"].to_list() == [datetime(2026, 1, 1, 0, 0, 0, 1), None]

@@ -99,7 +99,8 @@ def to_copy_text(df: pl.DataFrame) -> pl.DataFrame:
         if isinstance(dtype, pl.List):
             exprs.append(_array_literal(col, dtype.inner).alias(name))
         elif isinstance(dtype, pl.Struct):
-            exprs.append(col.struct.json_encode().alias(name))
+            # json_encode writes a null struct as an object of nulls: keep it SQL NULL
+            exprs.append(pl.when(col.is_null()).then(None).otherwise(col.struct.json_encode()).alias(name))
         elif dtype == pl.Binary:
             exprs.append((pl.lit("\\x") + col.bin.encode("hex")).alias(name))
         elif isinstance(dtype, pl.Categorical | pl.Enum):
