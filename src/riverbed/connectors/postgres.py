@@ -17,19 +17,16 @@ import io
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar, cast
-from urllib.parse import unquote, urlsplit
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import polars as pl
 
 from riverbed._errors import (
     ConfigError,
-    MissingExtraError,
-    RiverbedError,
     SinkError,
     SourceError,
-    TransientError,
 )
+from riverbed.connectors._pgconn import connect, pg_errors, psycopg_sql, safe_url
 from riverbed.connectors._pgtypes import ColumnReader, accepts, pg_type, reader_for, to_copy_text
 from riverbed.connectors._table import (
     EPOCHS_TABLE,
@@ -48,94 +45,10 @@ if TYPE_CHECKING:
 COPY_CHUNK_ROWS = 100_000  # rows turned into CSV text at a time while copying in
 
 
-def _psycopg() -> Any:
-    try:
-        import psycopg
-    except ImportError:
-        raise MissingExtraError("psycopg", "postgres") from None
-    return psycopg
-
-
-def _sql() -> Any:
-    return _psycopg().sql
-
-
-def safe_url(url: str) -> str:
-    """``url`` without its password or options, for plans, logs and error messages.
-
-    Examples
-    --------
-    >>> safe_url("postgres://me:secret@db.local/shop?sslmode=require")
-    'postgresql://me@db.local:5432/shop'
-    """
-    if url.startswith(("postgresql://", "postgres://")):
-        parts = urlsplit(url)
-        try:
-            port = parts.port or 5432
-        except ValueError:
-            port = 5432
-        user = f"{unquote(parts.username)}@" if parts.username else ""
-        return f"postgresql://{user}{parts.hostname or 'localhost'}:{port}{parts.path or '/'}"
-    try:  # a key=value connection string
-        params = _psycopg().conninfo.conninfo_to_dict(url)
-    except RiverbedError:
-        raise
-    except Exception:
-        return "<a PostgreSQL connection string>"
-    user = f"{params['user']}@" if params.get("user") else ""
-    host = params.get("host") or "localhost"
-    return f"postgresql://{user}{host}:{params.get('port') or 5432}/{params.get('dbname') or ''}"
-
-
-def _address(url: str) -> str:
-    parts = _psycopg().conninfo.conninfo_to_dict(url)
-    return f"{parts.get('host') or 'localhost'}:{parts.get('port') or '5432'}"
-
-
 def _split_name(name: str) -> tuple[str, ...]:
     """``"schema.table"`` -> ("schema", "table"); ``"table"`` -> ("table",)."""
     schema, dot, table = name.partition(".")
     return (schema, table) if dot and schema and table else (name,)
-
-
-@contextmanager
-def _errors(where: str, url: str, action: str, terminal: type[RiverbedError]) -> Iterator[None]:
-    """Turn driver errors into riverbed's: unreachable server -> TransientError, else ``terminal``."""
-    psycopg = _psycopg()
-    try:
-        yield
-    except RiverbedError:
-        raise
-    except psycopg.errors.InsufficientPrivilege as exc:
-        raise terminal(
-            f"{where}: permission denied while {action}: {_first_line(exc)}\n"
-            "  hint: GRANT the role the privileges it needs (e.g. GRANT INSERT, UPDATE ON TABLE ... "
-            "TO ...; GRANT CREATE ON SCHEMA ... TO ...)"
-        ) from None
-    except (psycopg.OperationalError, psycopg.errors.TransactionRollback) as exc:
-        raise TransientError(
-            f"{where}: PostgreSQL at {_address(url)} failed while {action}: {_first_line(exc)}\n"
-            "  hint: is the server running and reachable? A commit cut off by a lost connection may "
-            "or may not have happened: last_committed_epoch() tells after reconnecting"
-        ) from exc
-    except psycopg.Error as exc:
-        raise terminal(f"{where}: {action} failed: {_first_line(exc)}") from exc
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
-
-
-def connect(url: str, connect_timeout: float, where: str, terminal: type[RiverbedError]) -> Connection[Any]:
-    """An autocommit connection (transactions are explicit), errors mapped as :func:`_errors`."""
-    psycopg = _psycopg()
-    params: dict[str, Any] = {}
-    if "connect_timeout" not in psycopg.conninfo.conninfo_to_dict(url):
-        params["connect_timeout"] = max(1, round(connect_timeout))
-    with _errors(where, url, "connecting", terminal):
-        con = psycopg.connect(url, autocommit=True, **params)
-    return cast("Connection[Any]", con)
 
 
 @dataclass(frozen=True)
@@ -160,7 +73,7 @@ class _PostgresWriter(TableWriter):
 
     def __init__(self, sink: PostgresSink, ctx: SinkContext) -> None:
         super().__init__(sink.table or ctx.pipeline, sink.mode, sink.key, ctx)  # "": the pipeline's name
-        sql = _sql()
+        sql = psycopg_sql()
         self.sink = sink
         self.where = f"sink {sink.kind} table {self.table!r} ({safe_url(sink.path)})"
         parts = _split_name(self.table)
@@ -180,7 +93,7 @@ class _PostgresWriter(TableWriter):
         return self.con
 
     def _errors(self, action: str) -> Any:
-        return _errors(self.where, self.sink.path, action, SinkError)
+        return pg_errors(self.where, self.sink.path, action, SinkError)
 
     def _regclass(self, ident: sql.Identifier) -> Any:
         row = self._live().execute("SELECT to_regclass(%s)::oid", [ident.as_string(self.con)]).fetchone()
@@ -189,7 +102,7 @@ class _PostgresWriter(TableWriter):
     # -- the check before the first commit ---------------------------------------------
     def _check(self, schema: pl.Schema | None) -> None:
         """Fail now, before any sink of the job commits, if this one cannot be written."""
-        sql = _sql()
+        sql = psycopg_sql()
         con = self.con
         for name, dtype in (schema or {}).items():
             pg_type(dtype, name, self.where)  # every column has a PostgreSQL type
@@ -276,7 +189,7 @@ class _PostgresWriter(TableWriter):
 
     # -- commits ----------------------------------------------------------------------
     def _transaction(self, df: pl.DataFrame, *, replace: bool, epoch: int) -> None:
-        sql = _sql()
+        sql = psycopg_sql()
         with self._errors(f"committing epoch {epoch}"):
             con = self._live()
             with con.transaction(), con.cursor() as cur:
@@ -291,7 +204,7 @@ class _PostgresWriter(TableWriter):
 
     def _create(self, cur: Any, df: pl.DataFrame) -> bool:
         """Create the table for ``df`` if it does not exist; whether it was created."""
-        sql = _sql()
+        sql = psycopg_sql()
         if self._regclass(self.ident) is not None:
             return False
         cols = sql.SQL(", ").join(
@@ -306,7 +219,7 @@ class _PostgresWriter(TableWriter):
         return True
 
     def _copy(self, cur: Any, target: sql.Composable, df: pl.DataFrame) -> None:
-        sql = _sql()
+        sql = psycopg_sql()
         cols = sql.SQL(", ").join(map(sql.Identifier, df.columns))
         stmt = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT csv)").format(target, cols)
         text = to_copy_text(df)
@@ -318,7 +231,7 @@ class _PostgresWriter(TableWriter):
 
     def _merge(self, cur: Any, df: pl.DataFrame) -> None:
         """Upsert ``df`` (one row per key) through a staging table."""
-        sql = _sql()
+        sql = psycopg_sql()
         stage = sql.Identifier("__rb_stage")
         cur.execute(
             sql.SQL("CREATE TEMP TABLE {} (LIKE {} INCLUDING DEFAULTS) ON COMMIT DROP").format(
@@ -371,7 +284,7 @@ class _PostgresWriter(TableWriter):
         return any(row[0] for row in found)
 
     def _epoch_in(self, cur: Any, epoch: int) -> None:
-        sql = _sql()
+        sql = psycopg_sql()
         cur.execute(
             sql.SQL(
                 "INSERT INTO {} (pipeline, step, epoch) VALUES (%s, %s, %s) "
@@ -387,7 +300,7 @@ class _PostgresWriter(TableWriter):
                 self._epoch_in(cur, epoch)
 
     def last_committed_epoch(self) -> int | None:
-        sql = _sql()
+        sql = psycopg_sql()
         with self._errors("reading the last committed epoch"):
             if self._regclass(self.epochs) is None:
                 return None
@@ -425,13 +338,13 @@ class PostgresSource(TableSource):
         return f"source {self.describe()}"
 
     def _from(self) -> Any:  # a psycopg.sql.Composable
-        sql = _sql()
+        sql = psycopg_sql()
         if self.query:
             return sql.SQL("({}) AS q").format(sql.SQL(self.query.strip().rstrip(";")))
         return sql.Identifier(*_split_name(self.table))
 
     def _columns(self, con: Connection[Any]) -> list[tuple[str, ColumnReader]]:
-        sql = _sql()
+        sql = psycopg_sql()
         if not self.query and con.execute(
             "SELECT to_regclass(%s)", [self._from().as_string(con)]
         ).fetchone() == (None,):
@@ -465,7 +378,7 @@ class PostgresSource(TableSource):
         return out
 
     def schema(self, ctx: SourceContext) -> pl.Schema:
-        with self._connection() as con, _errors(self._where, self.path, "reading the schema", SourceError):
+        with self._connection() as con, pg_errors(self._where, self.path, "reading the schema", SourceError):
             return pl.Schema({name: r.dtype for name, r in self._columns(con)})
 
     @contextmanager
@@ -477,8 +390,8 @@ class PostgresSource(TableSource):
             con.close()
 
     def _read(self, limit: int | None = None) -> pl.DataFrame:
-        sql = _sql()
-        with self._connection() as con, _errors(self._where, self.path, "reading", SourceError):
+        sql = psycopg_sql()
+        with self._connection() as con, pg_errors(self._where, self.path, "reading", SourceError):
             cols = self._columns(con)
             exprs = sql.SQL(", ").join(
                 sql.SQL("{} AS {}").format(sql.SQL(r.sql).format(sql.Identifier(n)), sql.Identifier(n))
