@@ -395,3 +395,30 @@ def test_types_that_change_on_the_way_back(pg_schema: tuple[str, str]) -> None:
     assert back["cat"].to_list() == ["p", None]
     assert back["u64"].to_list() == [Decimal(2**64 - 1), Decimal(0)]
     assert back["ns"].to_list() == [datetime(2026, 1, 1, 0, 0, 0, 1), None]
+
+
+@pytest.mark.parametrize("emit", ["final", "update"])
+def test_a_stream_job_writes_windows_like_the_batch_job(pg_schema: tuple[str, str], emit: str) -> None:
+    url, _ = pg_schema
+    events = pl.DataFrame(
+        {
+            "store_id": [1, 2, 1, 2, 1],
+            "ts": [0, 10, 70_000, 65_000, 130_000],
+            "amount": [1.0, 2.0, 3.0, 4.0, 5.0],
+        }
+    )
+    for mode in ("batch", "stream"):
+        p = rb.Pipeline(f"minutes_{mode}")
+        (
+            p.read(rb.testing.source([events.slice(0, 2), events.slice(2)]), event_time="ts")
+            .window(rb.tumbling("1m"), by="store_id", emit=emit)  # type: ignore[arg-type]
+            .agg(revenue=rb.sum("amount"), orders=rb.count())
+            .write(rb.postgres(url, mode))
+        )
+        p.run(mode=mode, progress=False)  # type: ignore[arg-type]
+    order = "ORDER BY store_id, window_start"
+    got = pg_execute(url, f"SELECT store_id, window_start, revenue, orders FROM stream {order}")
+    assert got == pg_execute(url, f"SELECT store_id, window_start, revenue, orders FROM batch {order}")
+    assert len(got) == 5  # (1, 0), (1, 1m), (1, 2m), (2, 0), (2, 1m)
+    epochs = pg_execute(url, "SELECT pipeline, epoch FROM _riverbed_epochs ORDER BY 1")
+    assert [e[0] for e in epochs] == ["minutes_batch", "minutes_stream"]
