@@ -1,4 +1,5 @@
-"""DuckDB and SQLite tables: replace, append and upsert by key; the epochs table; table sources."""
+"""DuckDB, SQLite and PostgreSQL tables: replace, append and upsert by key; the epochs table;
+table sources. PostgreSQL cases use a schema of their own (see tests/pg_server.py)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,9 @@ from hypothesis import strategies as st
 
 import riverbed as rb
 from riverbed.connectors.base import SinkContext
+from tests.pg_server import pg_execute, pg_schema, postgres_url
+
+__all__ = ["pg_schema", "postgres_url"]  # fixtures
 
 FIRST = pl.DataFrame(
     {
@@ -39,10 +43,14 @@ Kind = str
 
 
 def sink_for(kind: Kind, path: Path, table: str, **kw: Any) -> Any:
+    if kind == "postgres":
+        return rb.postgres(str(path), table, **kw).as_sink()
     return rb.duckdb(path, table, **kw) if kind == "duckdb" else rb.sqlite(path, table, **kw)
 
 
 def query(kind: Kind, path: Path, sql: str) -> list[tuple[Any, ...]]:
+    if kind == "postgres":
+        return pg_execute(str(path), sql)
     if kind == "duckdb":
         con = duckdb_driver.connect(str(path), read_only=True)
         try:
@@ -66,12 +74,21 @@ def rows(kind: Kind, path: Path, table: str = "t") -> list[tuple[Any, ...]]:
     return query(kind, path, f'SELECT store_id, day, revenue FROM "{table}" ORDER BY store_id, day')
 
 
-KINDS = pytest.mark.parametrize("kind", ["duckdb", "sqlite"])
+KINDS = pytest.mark.parametrize("kind", ["duckdb", "sqlite", "postgres"])
+
+
+@pytest.fixture
+def place(kind: Kind, tmp_path: Path, request: pytest.FixtureRequest) -> Any:
+    """Where a test's tables go: a database file, or a PostgreSQL URL with a schema of its own."""
+    if kind == "postgres":
+        url, _ = request.getfixturevalue("pg_schema")
+        return url
+    return tmp_path / f"w.{kind}"
 
 
 @KINDS
-def test_replace_append_upsert(tmp_path: Path, kind: Kind) -> None:
-    path = tmp_path / f"w.{kind}"
+def test_replace_append_upsert(place: Any, kind: Kind) -> None:
+    path = place
     run_into(sink_for(kind, path, "t"), FIRST)
     assert rows(kind, path) == [(1, "d1", 10.0), (2, "d1", 20.0)]
     run_into(sink_for(kind, path, "t", mode="append"), SECOND)
@@ -83,16 +100,16 @@ def test_replace_append_upsert(tmp_path: Path, kind: Kind) -> None:
 
 
 @KINDS
-def test_upsert_creates_the_table_and_keeps_the_last_row_per_key(tmp_path: Path, kind: Kind) -> None:
-    path = tmp_path / f"w.{kind}"
+def test_upsert_creates_the_table_and_keeps_the_last_row_per_key(place: Any, kind: Kind) -> None:
+    path = place
     batch = pl.DataFrame({"store_id": [5, 5, 6], "day": ["d", "d", "d"], "revenue": [1.0, 2.0, 3.0]})
     run_into(sink_for(kind, path, "t", mode="upsert", key=["store_id", "day"]), batch)
     assert rows(kind, path) == [(5, "d", 2.0), (6, "d", 3.0)]
 
 
 @KINDS
-def test_upsert_with_null_keys_replaces_them(tmp_path: Path, kind: Kind) -> None:
-    path = tmp_path / f"w.{kind}"
+def test_upsert_with_null_keys_replaces_them(place: Any, kind: Kind) -> None:
+    path = place
     batch = pl.DataFrame({"store_id": [None, 1], "day": ["d", None], "revenue": [1.0, 2.0]})
     for i in range(3):
         run_into(
@@ -110,14 +127,18 @@ def test_upsert_with_null_keys_replaces_them(tmp_path: Path, kind: Kind) -> None
         st.lists(st.tuples(st.integers(0, 4), st.integers(-5, 5)), max_size=6), min_size=1, max_size=4
     )
 )
-def test_upsert_equals_last_write_per_key(tmp_path: Path, kind: Kind, batches: list[Any]) -> None:
-    path = tmp_path / f"u-{len(list(tmp_path.iterdir()))}.{kind}"
+def test_upsert_equals_last_write_per_key(tmp_path: Path, place: Any, kind: Kind, batches: list[Any]) -> None:
+    if kind == "postgres":
+        path = place
+        pg_execute(path, "DROP TABLE IF EXISTS t")
+    else:
+        path = tmp_path / f"u-{len(list(tmp_path.iterdir()))}.{kind}"
     expected: dict[int, int] = {}
     for batch in batches:
         df = pl.DataFrame(batch, schema={"k": pl.Int64, "v": pl.Int64}, orient="row")
         run_into(sink_for(kind, path, "t", mode="upsert", key="k"), df)
         expected.update(dict(batch))
-    if not path.exists() or not any(batches):
+    if (kind != "postgres" and not path.exists()) or not any(batches):
         assert not expected
         return
     got = query(kind, path, "SELECT k, v FROM t ORDER BY k")
@@ -125,8 +146,8 @@ def test_upsert_equals_last_write_per_key(tmp_path: Path, kind: Kind, batches: l
 
 
 @KINDS
-def test_epochs_table_records_each_commit_atomically(tmp_path: Path, kind: Kind) -> None:
-    path = tmp_path / f"w.{kind}"
+def test_epochs_table_records_each_commit_atomically(place: Any, kind: Kind) -> None:
+    path = place
     run_into(sink_for(kind, path, "t"), FIRST, name="daily")
     assert query(kind, path, "SELECT pipeline, step, epoch FROM _riverbed_epochs") == [
         ("daily", "write_2", 0)
@@ -148,8 +169,8 @@ def test_epochs_table_records_each_commit_atomically(tmp_path: Path, kind: Kind)
 
 
 @KINDS
-def test_failed_commit_rolls_back_rows_and_epoch(tmp_path: Path, kind: Kind) -> None:
-    path = tmp_path / f"w.{kind}"
+def test_failed_commit_rolls_back_rows_and_epoch(place: Any, kind: Kind) -> None:
+    path = place
     run_into(sink_for(kind, path, "t"), FIRST, name="daily")
     bad = SECOND.select("store_id", "day", "revenue", extra=pl.lit("x"))
     with pytest.raises(rb.SinkError, match="'t'"):
@@ -168,8 +189,8 @@ def test_upsert_needs_a_key(tmp_path: Path) -> None:
 
 
 @KINDS
-def test_types_round_trip_through_a_table_source(tmp_path: Path, kind: Kind) -> None:
-    path = tmp_path / f"w.{kind}"
+def test_types_round_trip_through_a_table_source(place: Any, kind: Kind) -> None:
+    path = place
     run_into(sink_for(kind, path, "t"), FIRST)
     p = rb.Pipeline("back")
     out = rb.testing.collect()
@@ -178,7 +199,7 @@ def test_types_round_trip_through_a_table_source(tmp_path: Path, kind: Kind) -> 
     back = out.frame()
     assert back["store_id"].to_list() == [1, 2]
     assert back["revenue"].to_list() == [10.0, 20.0]
-    if kind == "duckdb":
+    if kind in ("duckdb", "postgres"):
         assert back.equals(FIRST)
     else:  # SQLite has no timestamp or boolean type: ISO text and 0/1
         assert back["at"].to_list() == ["2026-01-01 12:00:00.000000", "2026-01-02 00:00:00.000000"]
@@ -186,24 +207,26 @@ def test_types_round_trip_through_a_table_source(tmp_path: Path, kind: Kind) -> 
 
 
 @KINDS
-def test_missing_table_names_what_exists(tmp_path: Path, kind: Kind) -> None:
-    path = tmp_path / f"w.{kind}"
+def test_missing_table_names_what_exists(place: Any, kind: Kind) -> None:
+    path = place
     run_into(sink_for(kind, path, "sales"), FIRST)
     p = rb.Pipeline("back")
     p.read(f"{path}#sale").write(rb.testing.collect())
     with pytest.raises(rb.SourceError, match="sale") as err:
         p.validate()
     assert "sales" in str(err.value)
+    if kind == "postgres":
+        return
     p = rb.Pipeline("back")
-    p.read(f"{tmp_path / 'nope'}.{kind}#t").write(rb.testing.collect())
+    p.read(f"{Path(str(path)).parent / 'nope'}.{kind}#t").write(rb.testing.collect())
     with pytest.raises(rb.SourceError, match="does not exist"):
         p.validate()
 
 
 @KINDS
-def test_windowed_pipeline_into_a_table_uri(tmp_path: Path, kind: Kind) -> None:
+def test_windowed_pipeline_into_a_table_uri(place: Any, kind: Kind) -> None:
     events = pl.DataFrame({"store_id": [1, 1, 2], "ts": [0, 86_400_000, 5], "amount": [1.0, 2.0, 3.0]})
-    path = tmp_path / f"w.{kind}"
+    path = place
     p = rb.Pipeline("daily_revenue")
     p.read(rb.testing.source([events]), event_time="ts").window(rb.tumbling("1d"), by="store_id").agg(
         revenue=rb.sum("amount"), orders=rb.count()

@@ -47,6 +47,7 @@ from riverbed.connectors.files import files
 from riverbed.connectors.files_sink import file_sink
 from riverbed.connectors.kafka import kafka
 from riverbed.connectors.log import log
+from riverbed.connectors.postgres import postgres, postgres_table
 from riverbed.connectors.sqlite import sqlite, sqlite_table
 from riverbed.executors.result import RunResult
 from riverbed.pipeline import Pipeline, Stream, Windowed, WindowedStream, watermark
@@ -89,6 +90,8 @@ __all__ = [
     "max",
     "mean",
     "min",
+    "postgres",
+    "postgres_table",
     "session",
     "sink",
     "sliding",

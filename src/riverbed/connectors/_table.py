@@ -7,13 +7,15 @@ already committed.
 
 from __future__ import annotations
 
+import os
 from abc import abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
 import polars as pl
 
-from riverbed._errors import ConfigError, SinkError
+from riverbed._errors import ConfigError, RiverbedError, SinkError
 from riverbed.connectors.base import (
     Capabilities,
     Sink,
@@ -36,6 +38,51 @@ def table_options(kind: str, mode: str, key: str | list[str] | None) -> tuple[Ta
     if mode == "upsert" and not keys:
         raise ConfigError(f"{kind}(..., mode='upsert') needs key=... (the columns to match on)")
     return mode, keys  # type: ignore[return-value]
+
+
+def check_shape(
+    where: str,
+    stored: dict[str, str],
+    schema: pl.Schema | None,
+    key: tuple[str, ...],
+    fits: Callable[[str, pl.DataType], bool] | None = None,
+) -> None:
+    """Check an existing table (``stored``: column -> type) takes rows of ``schema`` and has
+    the ``key`` columns; ``fits(column, dtype)`` says whether a column's type takes ``dtype``.
+
+    Called by table sinks when they open, so a job fails before any of its sinks commits.
+    """
+    shape = ", ".join(f"{c} {t}" for c, t in stored.items())
+    wanted = [*(schema or {}), *key]
+    missing = [c for c in dict.fromkeys(wanted) if c not in stored]
+    if missing:
+        raise SinkError(
+            f"{where}: the table has no column(s) {missing}; it has ({shape}).\n"
+            "  hint: mode='replace' recreates the table, or add the column(s) to the table"
+        )
+    if fits is None or schema is None:
+        return
+    wrong = [f"{c} ({dtype} into {stored[c]})" for c, dtype in schema.items() if not fits(c, dtype)]
+    if wrong:
+        raise SinkError(
+            f"{where}: column types do not fit the table: {', '.join(wrong)}; "
+            f"the table is ({shape}).\n"
+            "  hint: cast the columns in the pipeline, or use mode='replace'"
+        )
+
+
+def check_directory(where: str, path: str) -> None:
+    """Check the directory that will hold ``path`` exists (or can be made) and is writable."""
+    parent = os.path.dirname(os.path.abspath(path))
+    try:
+        os.makedirs(parent, exist_ok=True)
+    except OSError as exc:
+        raise SinkError(f"{where}: cannot create the directory {parent!r}: {exc}") from None
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise SinkError(
+            f"{where}: the directory {parent!r} is not writable.\n"
+            "  hint: choose another path, or fix the directory's permissions"
+        )
 
 
 @dataclass(frozen=True)
@@ -129,7 +176,7 @@ class TableWriter(SinkWriter):
             df = df.unique(subset=list(self.key), keep="last", maintain_order=True)
         try:
             self._transaction(df, replace=replace, epoch=epoch)
-        except SinkError:
+        except RiverbedError:  # SinkError, or TransientError for the retry logic to see
             raise
         except Exception as exc:
             raise SinkError(f"sink table {self.table!r}: commit failed: {exc}") from exc

@@ -2,6 +2,7 @@
 
 * a path, glob or directory: files (format from the extension); any fsspec URL (``s3://``...)
 * ``FILE.duckdb#TABLE`` / ``FILE.sqlite#TABLE`` (``.db``, ``.sqlite3`` too)
+* ``postgresql://[USER@]HOST:PORT/DB#TABLE`` (``postgres://`` too; ``#SCHEMA.TABLE``)
 * ``console`` / ``-`` (sinks)
 * ``log:TOPIC`` (the embedded log), ``kafka://HOST:PORT/TOPIC``
 """
@@ -15,6 +16,7 @@ from riverbed.connectors.base import Sink, Source
 
 _DUCK = (".duckdb", ".ddb")
 _SQLITE = (".sqlite", ".sqlite3", ".db")
+_PG = ("postgresql://", "postgres://")
 
 
 def _split_table(uri: str, default_table: str | None) -> tuple[str, str | None]:
@@ -41,6 +43,12 @@ def resolve_source(uri: str, **options: Any) -> Source:
 
         return from_uri(uri, **options).as_source()
     path, table = _split_table(uri, None)
+    if uri.startswith(_PG):
+        from riverbed.connectors.postgres import postgres_table
+
+        if not table:
+            raise ConfigError(f"{uri!r}: name the table, e.g. {path}#my_table or {path}#my_schema.my_table")
+        return postgres_table(path, table, **options)
     if path.lower().endswith(_DUCK):
         from riverbed.connectors.duckdb import duckdb_table
 
@@ -53,8 +61,6 @@ def resolve_source(uri: str, **options: Any) -> Source:
         if not table:
             raise ConfigError(f"{uri!r}: name the table, e.g. {path}#my_table")
         return sqlite_table(path, table)
-    if uri.startswith(("postgresql://", "postgres://")):
-        raise ConfigError(f"{uri!r}: PostgreSQL is not a riverbed connector yet")
     from riverbed.connectors.files import files
 
     return files(uri, **options)
@@ -89,6 +95,10 @@ def resolve_sink(uri: str, *, pipeline: str | None = None, **options: Any) -> Si
 
         return from_uri(uri, **options).as_sink()
     path, table = _split_table(uri, pipeline)
+    if uri.startswith(_PG):
+        from riverbed.connectors.postgres import postgres
+
+        return postgres(path, table or "", **options).as_sink()  # "": the pipeline's name
     if path.lower().endswith(_DUCK + _SQLITE):
         table = table or ""  # "": the name of the pipeline that writes there, known at run time
         if path.lower().endswith(_DUCK):
@@ -98,8 +108,6 @@ def resolve_sink(uri: str, *, pipeline: str | None = None, **options: Any) -> Si
         from riverbed.connectors.sqlite import sqlite
 
         return sqlite(path, table, **options)
-    if uri.startswith(("postgresql://", "postgres://")):
-        raise ConfigError(f"{uri!r}: PostgreSQL is not a riverbed connector yet")
     from riverbed.connectors.files_sink import file_sink
 
     fmt = options.pop("format", None)

@@ -54,7 +54,7 @@ class SinkContext:
     step: str = "sink"
     key: tuple[str, ...] = ()
     emit: Literal["append", "update"] = "append"
-    schema: pl.Schema | None = None
+    schema: pl.Schema | None = None  # the rows' schema when known: sinks check tables against it
 
 
 class SourceReader(ABC):

@@ -17,6 +17,7 @@ from urllib.parse import quote
 import polars as pl
 
 from riverbed._errors import ConfigError, SinkError
+from riverbed.connectors._table import check_directory
 from riverbed.connectors.base import Capabilities, Sink, SinkContext, SinkWriter
 from riverbed.connectors.files import Format, _fs, format_of, is_remote
 
@@ -89,6 +90,10 @@ class _FileWriter(SinkWriter):
         self.written: list[pl.DataFrame] = []  # single file: everything of this run
         self.commits = 0
         self.published: list[str] = []
+        if not is_remote(sink.path):  # fail before any sink of the job commits
+            check_directory(
+                f"sink {sink.describe()}", os.path.join(self.root, "part") if sink.is_dir else self.root
+            )
         if sink.mode == "append" and not sink.is_dir and self.fs.exists(self.root):
             with self.fs.open(self.root, "rb") as fh:
                 data = fh.read()

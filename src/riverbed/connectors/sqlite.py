@@ -15,6 +15,8 @@ from riverbed.connectors._table import (
     TableSink,
     TableSource,
     TableWriter,
+    check_directory,
+    check_shape,
     table_options,
 )
 from riverbed.connectors.base import (
@@ -26,6 +28,10 @@ from riverbed.connectors.base import (
 
 def _q(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
+
+
+def _lit(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
 
 
 def _sql_type(dtype: pl.DataType) -> str:
@@ -68,12 +74,24 @@ class _SQLiteWriter(TableWriter):
 
     def __init__(self, sink: SQLiteSink, ctx: SinkContext) -> None:
         super().__init__(sink.table or ctx.pipeline, sink.mode, sink.key, ctx)  # "": the pipeline's name
-        parent = os.path.dirname(os.path.abspath(sink.path))
-        os.makedirs(parent, exist_ok=True)
+        self.where = f"sink sqlite table {self.table!r} ({sink.path})"
+        check_directory(self.where, sink.path)
         try:
             self.con = sqlite3.connect(sink.path, isolation_level=None)
+            # WAL: readers never wait for the writer, and a writer killed mid-transaction leaves
+            # no hot journal that would lock out read-only readers
+            self.con.execute("PRAGMA journal_mode=WAL")
         except sqlite3.Error as exc:
-            raise SinkError(f"cannot open SQLite file {sink.path!r}: {exc}") from None
+            raise SinkError(f"{self.where}: cannot open the SQLite file: {exc}") from None
+        self._check(ctx.schema)
+
+    def _check(self, schema: pl.Schema | None) -> None:
+        """Fail now, before any sink of the job commits, if this one cannot be written."""
+        if self.mode == "replace":
+            return
+        rows = self.con.execute(f"SELECT name, type FROM pragma_table_info({_lit(self.table)})").fetchall()
+        if rows:  # SQLite stores any value in any column: only the columns are checked
+            check_shape(self.where, dict(rows), schema, self.key if self.upsert else ())
 
     def _create(self, df: pl.DataFrame) -> None:
         cols = ", ".join(f"{_q(c)} {_sql_type(t)}" for c, t in df.schema.items())
