@@ -20,7 +20,7 @@ from typing import Any, ClassVar, Literal
 import polars as pl
 
 from riverbed._errors import ConfigError, SourceError
-from riverbed.connectors._textparse import OnError, parse_csv_text, parse_json_lines
+from riverbed.connectors._textparse import OnError, TextOptions, parse_csv_text, parse_json_text
 from riverbed.connectors.base import (
     Capabilities,
     Source,
@@ -170,6 +170,7 @@ class FileSource(Source):
     watch: bool = False
     tail: bool = False
     poll_interval: float | None = None
+    formats: tuple[str, ...] | None = None
 
     capabilities: ClassVar[Capabilities] = Capabilities(bounded=True, unbounded=True, replayable=True)
 
@@ -305,13 +306,15 @@ class FileSource(Source):
         """Declared schema over text files: parse record by record with line numbers."""
         return self.schema_ is not None and fmt in ("csv", "jsonl")
 
-    def read_file(self, file: str, schema: pl.Schema) -> tuple[pl.DataFrame, pl.DataFrame | None]:
+    def read_file(
+        self, file: str, schema: pl.Schema, event_time: str | None = None
+    ) -> tuple[pl.DataFrame, pl.DataFrame | None]:
         """Read one whole file into (rows, dead letters)."""
         fmt = self.fmt(file)
         if self._text_mode(fmt):
             src = self._open(file)
             data = src.getvalue() if isinstance(src, io.BytesIO) else Path(src).read_bytes()
-            return self._parse(_decompress(data, file), file, fmt, first_line=1)
+            return self._parse(_decompress(data, file), file, fmt, first_line=1, event_time=event_time)
         df = self._read_whole(file, fmt)
         return self._conform(df, schema, file), None
 
@@ -323,8 +326,10 @@ class FileSource(Source):
         *,
         first_line: int,
         header: list[str] | None = None,
+        event_time: str | None = None,
     ) -> tuple[pl.DataFrame, pl.DataFrame | None]:
         schema = pl.Schema(self.schema_ or {})
+        options = TextOptions(formats=self.formats, event_time=event_time)
         if fmt == "csv":
             return parse_csv_text(
                 data,
@@ -335,11 +340,11 @@ class FileSource(Source):
                 separator=self.separator,
                 has_header=header is None,
                 header=header,
+                options=options,
             )
-        lines = pl.Series(data.decode("utf-8", errors="replace").split("\n"), dtype=pl.String)
-        if lines.len() and lines[-1] == "":
-            lines = lines.head(lines.len() - 1)
-        return parse_json_lines(lines, schema, source=file, first_line=first_line, on_error=self.on_error)
+        return parse_json_text(
+            data, schema, source=file, first_line=first_line, on_error=self.on_error, options=options
+        )
 
     def _conform(self, df: pl.DataFrame, schema: pl.Schema, file: str) -> pl.DataFrame:
         if df.schema == schema:
@@ -374,7 +379,7 @@ class FileSource(Source):
             frames, dead = [], []
             task = progress.task(f"read {self.path}", total=len(files)) if progress else None
             for f in files:
-                good, bad = self.read_file(f, schema)
+                good, bad = self.read_file(f, schema, ctx.event_time)
                 frames.append(good)
                 if bad is not None:
                     dead.append(bad)
@@ -435,8 +440,10 @@ class FileSource(Source):
         from riverbed.connectors._files_stream import _FilesReader, _TailReader
 
         if self.tail:
-            return _TailReader(self, resume)
-        return _FilesReader(self, resume, schema=self.schema(ctx), columns=ctx.columns)
+            return _TailReader(self, resume, event_time=ctx.event_time)
+        return _FilesReader(
+            self, resume, schema=self.schema(ctx), columns=ctx.columns, event_time=ctx.event_time
+        )
 
 
 def _declared_schema(schema: Any) -> dict[str, pl.DataType]:
@@ -465,6 +472,7 @@ def files(
     storage_options: dict[str, Any] | None = None,
     watch: bool = False,
     tail: bool = False,
+    formats: str | list[str] | tuple[str, ...] | None = None,
 ) -> FileSource:
     """Read CSV, JSON-lines or Parquet files: one file, a glob or a directory, local or fsspec.
 
@@ -479,11 +487,17 @@ def files(
         With a declared schema, text records are checked one by one.
     on_error
         ``"fail"`` (default): a record that does not fit the schema stops the job with its
-        file, line and column. ``"dead_letter"``: it goes to the read step's dead letters.
+        file, line and column. ``"dead_letter"``: it goes to the read step's dead letters
+        (needs ``schema``: without one, types are inferred and every value fits).
     watch
         Stream mode: keep watching the directory/glob for new files (write them atomically).
     tail
-        Stream mode: follow one growing JSON-lines/CSV file.
+        Stream mode: follow one growing JSON-lines/CSV file (like ``tail -F``: a truncated or
+        replaced file is read again from its start).
+    formats
+        strftime patterns for declared ``Datetime``/``Date`` columns of text files, tried in
+        order for each value; default: ISO 8601 with ``T`` or a space, optional fraction and
+        optional ``Z``/offset (converted to the column's time zone), or a bare date.
 
     Examples
     --------
@@ -496,6 +510,15 @@ def files(
         raise ConfigError(f"on_error must be 'fail' or 'dead_letter', got {on_error!r}")
     if watch and tail:
         raise ConfigError("choose watch=True (new files) or tail=True (a growing file), not both")
+    if on_error == "dead_letter" and schema is None:
+        raise ConfigError(
+            "on_error='dead_letter' needs a declared schema: without one every column's type is "
+            "inferred from the data, so no record can be told apart as bad.\n"
+            "  hint: rb.files(..., schema={'ts': pl.Datetime('us', 'UTC'), 'amount': pl.Float64}, "
+            "on_error='dead_letter')"
+        )
+    if isinstance(formats, str):
+        formats = (formats,)
     declared = _declared_schema(schema) if schema is not None else None
     if format is not None:
         format_of("", format)
@@ -508,4 +531,5 @@ def files(
         storage_options=storage_options,
         watch=watch,
         tail=tail,
+        formats=tuple(formats) if formats else None,
     )

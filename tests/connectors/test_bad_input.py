@@ -1,0 +1,273 @@
+"""A corpus of bad (and awkward but valid) text input, generated here, read in batch and stream
+mode under both ``on_error`` settings: exact counts, positions and messages.
+
+Every case is a file the tests write; nothing binary is checked in.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+import pytest
+
+import riverbed as rb
+from riverbed.connectors.base import SourceContext
+from riverbed.testing import collect
+
+MODES = ["batch", "stream"]
+UTC_TS = pl.Datetime("us", "UTC")
+
+
+def run(src: Any, mode: str, home: Path) -> tuple[pl.DataFrame, pl.DataFrame, rb.RunResult]:
+    """Good rows, dead letters and the result of reading ``src`` to its end."""
+    p = rb.Pipeline("bad_input")
+    out, dead = collect(), collect()
+    s = p.read(src)
+    s.write(out)
+    s.dead_letters().write(dead)
+    result = p.run(mode, progress=False, home=home)  # type: ignore[arg-type]
+    return out.frame(), dead.frame(), result
+
+
+def write(path: Path, data: str | bytes) -> str:
+    path.write_bytes(data.encode() if isinstance(data, str) else data)
+    return str(path)
+
+
+def reader_rows(
+    src: Any, max_rows: int, ctx: SourceContext | None = None
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Read a source through its stream reader in batches of ``max_rows`` (tail: until idle)."""
+    r = src.open("0", None, ctx or SourceContext(mode="stream"))
+    frames, letters = [], []
+    idle = 0
+    while idle < 3:
+        b = r.next_batch(max_rows, 0.0)
+        d = r.drain_dead_letters()
+        if d is not None:
+            letters.append(d)
+        if b is None:
+            break
+        idle = idle + 1 if b.height == 0 else 0
+        frames.append(b)
+    good = pl.concat(frames, how="vertical_relaxed") if frames else pl.DataFrame()
+    dead = pl.concat(letters) if letters else pl.DataFrame()
+    return good, dead
+
+
+# -- timestamps ----------------------------------------------------------------------------
+ISO_VALUES = [
+    "2024-05-01T09:00:00Z",
+    "2024-05-01T11:00:00+02:00",
+    "2024-05-01 09:00:00.250+0000",
+    "2024-05-01T04:30:00-04:30",
+    "2024-05-01T09:00:00",
+]
+ISO_EXPECTED = [
+    datetime(2024, 5, 1, 9, 0, tzinfo=UTC),
+    datetime(2024, 5, 1, 9, 0, tzinfo=UTC),
+    datetime(2024, 5, 1, 9, 0, 0, 250_000, tzinfo=UTC),
+    datetime(2024, 5, 1, 9, 0, tzinfo=UTC),
+    datetime(2024, 5, 1, 9, 0, tzinfo=UTC),
+]
+
+
+def _ts_file(tmp_path: Path, fmt: str, values: list[str]) -> str:
+    if fmt == "csv":
+        return write(tmp_path / "t.csv", "id,ts\n" + "".join(f"{i},{v}\n" for i, v in enumerate(values)))
+    return write(tmp_path / "t.jsonl", "".join(f'{{"id": {i}, "ts": "{v}"}}\n' for i, v in enumerate(values)))
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("fmt", ["csv", "jsonl"])
+@pytest.mark.parametrize("on_error", ["fail", "dead_letter"])
+def test_iso_timestamps_with_z_and_offsets_parse(tmp_path: Path, mode: str, fmt: str, on_error: Any) -> None:
+    path = _ts_file(tmp_path, fmt, ISO_VALUES)
+    src = rb.files(path, schema={"id": pl.Int64, "ts": UTC_TS}, on_error=on_error)
+    good, dead, _ = run(src, mode, tmp_path / "home")
+    assert good["ts"].to_list() == ISO_EXPECTED
+    assert dead.height == 0
+
+
+def test_offsets_convert_to_the_declared_zone_or_to_naive_utc(tmp_path: Path) -> None:
+    path = _ts_file(tmp_path, "jsonl", ["2024-05-01T09:00:00Z", "2024-05-01T12:00:00"])
+    paris = rb.files(path, schema={"id": pl.Int64, "ts": pl.Datetime("ms", "Europe/Paris")})
+    good, _, _ = run(paris, "batch", tmp_path / "h")
+    assert [t.isoformat() for t in good["ts"]] == ["2024-05-01T11:00:00+02:00", "2024-05-01T12:00:00+02:00"]
+    naive = rb.files(path, schema={"id": pl.Int64, "ts": pl.Datetime("us")})
+    good, _, _ = run(naive, "batch", tmp_path / "h")
+    assert good["ts"].to_list() == [datetime(2024, 5, 1, 9), datetime(2024, 5, 1, 12)]
+
+
+ODD_FIRST = ["01/05/2024 09:00", *ISO_VALUES[:4]]
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("fmt", ["csv", "jsonl"])
+def test_an_odd_first_value_dead_letters_only_itself(tmp_path: Path, mode: str, fmt: str) -> None:
+    path = _ts_file(tmp_path, fmt, ODD_FIRST)
+    src = rb.files(path, schema={"id": pl.Int64, "ts": UTC_TS}, on_error="dead_letter")
+    good, dead, result = run(src, mode, tmp_path / "home")
+    assert good["ts"].to_list() == ISO_EXPECTED[:4]
+    assert dead.select("position", "field").rows() == [("line 2" if fmt == "csv" else "line 1", "ts")]
+    assert dead["error"][0] == "cannot parse '01/05/2024 09:00' as Datetime(time_unit='us', time_zone='UTC')"
+    assert result.total_read == 5
+
+
+@pytest.mark.parametrize("fmt", ["csv", "jsonl"])
+@pytest.mark.parametrize("max_rows", [1, 2, 3, 1000])
+def test_tail_and_batch_agree_whatever_the_chunks(tmp_path: Path, fmt: str, max_rows: int) -> None:
+    path = _ts_file(tmp_path, fmt, [*ODD_FIRST, "nope", *ISO_VALUES])
+    schema = {"id": pl.Int64, "ts": UTC_TS}
+    batch_good, batch_dead, _ = run(
+        rb.files(path, schema=schema, on_error="dead_letter"), "batch", tmp_path / "h"
+    )
+    good, dead = reader_rows(rb.files(path, schema=schema, on_error="dead_letter", tail=True), max_rows)
+    assert good.equals(batch_good)
+    assert dead.equals(batch_dead)
+    assert dead.height == 2
+
+
+def test_odd_first_value_fails_naming_its_line(tmp_path: Path) -> None:
+    path = _ts_file(tmp_path, "csv", ODD_FIRST)
+    with pytest.raises(rb.RecordError, match=r"t\.csv: line 2, column 'ts': cannot parse '01/05/2024 09:00'"):
+        run(rb.files(path, schema={"id": pl.Int64, "ts": UTC_TS}), "batch", tmp_path / "h")
+
+
+def test_explicit_formats(tmp_path: Path) -> None:
+    path = _ts_file(tmp_path, "csv", ["01/05/2024 09:00", "2024-05-01T09:00:00Z"])
+    src = rb.files(
+        path, schema={"id": pl.Int64, "ts": UTC_TS}, formats=["%d/%m/%Y %H:%M"], on_error="dead_letter"
+    )
+    good, dead, _ = run(src, "batch", tmp_path / "h")
+    assert good["ts"].to_list() == [datetime(2024, 5, 1, 9, tzinfo=UTC)]
+    assert dead["position"].to_list() == ["line 3"]
+
+
+# -- CSV -----------------------------------------------------------------------------------
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("on_error", ["fail", "dead_letter"])
+def test_a_quoted_field_over_128_kib_is_read(tmp_path: Path, mode: str, on_error: Any) -> None:
+    big = "x" * 200_000
+    path = write(tmp_path / "big.csv", f'id,text\n1,"{big}"\n2,"a, b"\n')
+    good, dead, _ = run(
+        rb.files(path, schema={"id": pl.Int64, "text": pl.String}, on_error=on_error), mode, tmp_path / "h"
+    )
+    assert good["text"].to_list() == [big, "a, b"]
+    assert dead.height == 0
+
+
+UNCLOSED = 'id,name\n1,"ok"\n2,"never closed\n3,fine\n4,"quoted, fine"\n\n5,last\n'
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_an_unclosed_quote_is_one_bad_line_and_reading_recovers(tmp_path: Path, mode: str) -> None:
+    path = write(tmp_path / "q.csv", UNCLOSED)
+    src = rb.files(path, schema={"id": pl.Int64, "name": pl.String}, on_error="dead_letter")
+    good, dead, result = run(src, mode, tmp_path / "h")
+    assert good.rows() == [(1, "ok"), (3, "fine"), (4, "quoted, fine"), (5, "last")]
+    assert dead.select("position", "error", "raw").rows() == [
+        ("line 3", "unbalanced quotes: a quoted field is not closed", '2,"never closed')
+    ]
+    assert result.total_read == good.height + dead.height == 5
+
+
+def test_an_unclosed_quote_fails_naming_its_line(tmp_path: Path) -> None:
+    path = write(tmp_path / "q.csv", UNCLOSED)
+    with pytest.raises(rb.RecordError, match=r"q\.csv: line 3: unbalanced quotes"):
+        run(rb.files(path, schema={"id": pl.Int64, "name": pl.String}), "batch", tmp_path / "h")
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("fmt", ["csv", "jsonl"])
+def test_invalid_utf8_is_a_dead_letter_not_replaced(tmp_path: Path, mode: str, fmt: str) -> None:
+    if fmt == "csv":
+        data, line = b"id,name\n1,caf\xe9\n2,ok\n", "line 2"
+    else:
+        data, line = b'{"id": 1, "name": "caf\xe9"}\n{"id": 2, "name": "ok"}\n', "line 1"
+    path = write(tmp_path / f"u.{fmt}", data)
+    schema = {"id": pl.Int64, "name": pl.String}
+    good, dead, result = run(rb.files(path, schema=schema, on_error="dead_letter"), mode, tmp_path / "h")
+    assert good.rows() == [(2, "ok")]
+    assert dead.select("position", "error").rows() == [(line, dead["error"][0])]
+    assert dead["error"][0].startswith("invalid UTF-8 at byte")
+    assert "\\xe9" in dead["raw"][0]
+    assert result.total_read == 2
+    with pytest.raises(rb.RecordError, match=f"{line}: invalid UTF-8"):
+        run(rb.files(path, schema=schema), mode, tmp_path / "h2")
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("fmt", ["csv", "jsonl"])
+def test_a_byte_order_mark_is_skipped(tmp_path: Path, mode: str, fmt: str) -> None:
+    body = 'id,name\n1,"a"\n2,b\n' if fmt == "csv" else '{"id": 1, "name": "a"}\n{"id": 2, "name": "b"}\n'
+    path = write(tmp_path / f"bom.{fmt}", b"\xef\xbb\xbf" + body.encode())
+    good, dead, _ = run(rb.files(path, schema={"id": pl.Int64, "name": pl.String}), mode, tmp_path / "h")
+    assert good.rows() == [(1, "a"), (2, "b")]
+    assert dead.height == 0
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("content", ["", "\n", "id,name\n"])
+def test_an_empty_csv_with_a_schema_has_no_rows(tmp_path: Path, mode: str, content: str) -> None:
+    path = write(tmp_path / "empty.csv", content)
+    good, dead, result = run(rb.files(path, schema={"id": pl.Int64, "name": pl.String}), mode, tmp_path / "h")
+    assert good.height == 0 and dead.height == 0
+    assert good.schema == pl.Schema({"id": pl.Int64, "name": pl.String})
+    assert result.total_read == 0
+
+
+def test_dead_letters_without_a_schema_are_refused() -> None:
+    with pytest.raises(rb.ConfigError, match="on_error='dead_letter' needs a declared schema"):
+        rb.files("x.csv", on_error="dead_letter")
+
+
+# -- a null event time, rejected by the source with its line ---------------------------------
+NULL_TS = {
+    "csv": "id,ts\n1,2024-05-01T09:00:00Z\n2,\n3,2024-05-01T09:01:00Z\n",
+    "jsonl": (
+        '{"id": 1, "ts": "2024-05-01T09:00:00Z"}\n{"id": 2, "ts": null}\n'
+        '{"id": 3, "ts": "2024-05-01T09:01:00Z"}\n'
+    ),
+}
+
+
+@pytest.mark.parametrize("fmt", ["csv", "jsonl"])
+@pytest.mark.parametrize("how", ["scan", "reader", "tail"])
+def test_a_null_event_time_fails_with_file_line_and_field(tmp_path: Path, fmt: str, how: str) -> None:
+    path = write(tmp_path / f"n.{fmt}", NULL_TS[fmt])
+    line = "line 3" if fmt == "csv" else "line 2"
+    src = rb.files(path, schema={"id": pl.Int64, "ts": UTC_TS}, tail=how == "tail")
+    ctx = SourceContext(mode="batch" if how == "scan" else "stream")
+    ctx.event_time = "ts"
+    with pytest.raises(
+        rb.RecordError, match=rf"n\.{fmt}: {line}, column 'ts': the event time 'ts' is missing"
+    ) as err:
+        if how == "scan":
+            src.scan(ctx)
+        else:
+            reader_rows(src, 10, ctx)
+    assert err.value.field == "ts"
+    assert err.value.position == line
+
+
+@pytest.mark.parametrize("fmt", ["csv", "jsonl"])
+@pytest.mark.parametrize("how", ["scan", "reader", "tail"])
+def test_a_null_event_time_dead_letter_holds_the_raw_line(tmp_path: Path, fmt: str, how: str) -> None:
+    path = write(tmp_path / f"n.{fmt}", NULL_TS[fmt])
+    src = rb.files(path, schema={"id": pl.Int64, "ts": UTC_TS}, on_error="dead_letter", tail=how == "tail")
+    ctx = SourceContext(mode="batch" if how == "scan" else "stream", event_time="ts")
+    if how == "scan":
+        scanned = src.scan(ctx)
+        assert scanned is not None
+        good, dead = scanned[0].collect(), scanned[1]
+        assert dead is not None
+    else:
+        good, dead = reader_rows(src, 10, ctx)
+    assert good["id"].to_list() == [1, 3]
+    raw = NULL_TS[fmt].splitlines()[2 if fmt == "csv" else 1]
+    line = "line 3" if fmt == "csv" else "line 2"
+    assert dead.rows() == [(path, line, "ts", "the event time 'ts' is missing (null or empty)", raw)]
