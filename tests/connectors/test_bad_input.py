@@ -52,7 +52,8 @@ def reader_rows(
         if b is None:
             break
         idle = idle + 1 if b.height == 0 else 0
-        frames.append(b)
+        if b.height:
+            frames.append(b)
     good = pl.concat(frames, how="vertical_relaxed") if frames else pl.DataFrame()
     dead = pl.concat(letters) if letters else pl.DataFrame()
     return good, dead
@@ -271,3 +272,68 @@ def test_a_null_event_time_dead_letter_holds_the_raw_line(tmp_path: Path, fmt: s
     raw = NULL_TS[fmt].splitlines()[2 if fmt == "csv" else 1]
     line = "line 3" if fmt == "csv" else "line 2"
     assert dead.rows() == [(path, line, "ts", "the event time 'ts' is missing (null or empty)", raw)]
+
+
+# -- followed files (tail=True) ----------------------------------------------------------------
+@pytest.mark.parametrize("declared", [False, True])
+def test_tail_csv_with_quotes_bom_and_quoted_header(tmp_path: Path, declared: bool) -> None:
+    body = '\ufeff"id","the name"\n1,"a, b"\n2,"multi\nline"\n3,plain\n'
+    path = write(tmp_path / "t.csv", body)
+    schema = {"id": pl.Int64, "the name": pl.String} if declared else None
+    for max_rows in (1, 2, 100):
+        good, dead = reader_rows(rb.files(path, tail=True, schema=schema), max_rows)
+        assert good.columns == ["id", "the name"]
+        assert good.rows() == [(1, "a, b"), (2, "multi\nline"), (3, "plain")]
+        assert dead.height == 0
+
+
+@pytest.mark.parametrize("fmt", ["csv", "jsonl"])
+def test_tail_reads_a_line_longer_than_its_window(tmp_path: Path, fmt: str) -> None:
+    long = "y" * 10_000
+    if fmt == "csv":
+        path = write(tmp_path / "l.csv", f"id,text\n1,{long}\n2,short\n")
+    else:
+        path = write(tmp_path / "l.jsonl", f'{{"id": 1, "text": "{long}"}}\n{{"id": 2, "text": "short"}}\n')
+    good, _ = reader_rows(rb.files(path, tail=True, schema={"id": pl.Int64, "text": pl.String}), 1)
+    assert good.rows() == [(1, long), (2, "short")]
+
+
+def _drain(r: Any, max_rows: int = 100) -> list[tuple[Any, ...]]:
+    rows: list[tuple[Any, ...]] = []
+    for _ in range(5):
+        b = r.next_batch(max_rows, 0.0)
+        rows += b.rows()
+    return rows
+
+
+def test_tail_follows_a_truncated_file_from_its_start(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "t.jsonl"
+    path.write_text('{"id": 1}\n{"id": 2}\n{"id": 3}\n')
+    r = rb.files(path, tail=True, schema={"id": pl.Int64}).open("0", None, SourceContext(mode="stream"))
+    assert _drain(r) == [(1,), (2,), (3,)]
+    path.write_text('{"id": 4}\n')  # copy-truncate: the same file, shorter
+    with caplog.at_level("WARNING", logger="riverbed.files"):
+        assert _drain(r) == [(4,)]
+    assert "was truncated; reading it again from the start" in caplog.text
+    r.close()
+
+
+def test_tail_follows_a_rotated_file_after_draining_the_old_one(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "t.csv"
+    path.write_text("id\n1\n")
+    r = rb.files(path, tail=True, schema={"id": pl.Int64}).open("0", None, SourceContext(mode="stream"))
+    assert _drain(r) == [(1,)]
+    with path.open("a") as fh:
+        fh.write("2\n")  # written just before rotation: still read from the old file
+    path.rename(tmp_path / "t.csv.1")
+    path.write_text("id\n3\n4\n")
+    with caplog.at_level("WARNING", logger="riverbed.files"):
+        assert _drain(r) == [(2,), (3,), (4,)]
+    assert "was replaced (rotated)" in caplog.text
+    snap = r.snapshot()
+    assert snap["line"] == 4 and snap["header"] == ["id"]
+    r.close()
