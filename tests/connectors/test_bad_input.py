@@ -6,6 +6,7 @@ Every case is a file the tests write; nothing binary is checked in.
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -337,3 +338,71 @@ def test_tail_follows_a_rotated_file_after_draining_the_old_one(
     snap = r.snapshot()
     assert snap["line"] == 4 and snap["header"] == ["id"]
     r.close()
+
+
+# -- watched directories and Parquet globs ------------------------------------------------------
+def _watch(path: Path, **kw: Any) -> Any:
+    src = dataclasses.replace(rb.files(path, watch=True, **kw), poll_interval=0.0)
+    return src.open("0", None, SourceContext(mode="stream"))
+
+
+def test_watch_takes_every_waiting_file_in_one_poll(tmp_path: Path) -> None:
+    for i in range(50):
+        pl.DataFrame({"id": [2 * i, 2 * i + 1]}).write_csv(tmp_path / f"f{i:03d}.csv")
+    r = _watch(tmp_path, schema={"id": pl.Int64})
+    batch = r.next_batch(1000, 0.0)
+    assert batch["id"].to_list() == list(range(100))
+    assert len(r.snapshot()["done"]) == 50
+    assert r.next_batch(30, 0.0).height == 0
+
+
+def test_watch_skips_a_stray_file_of_another_format(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    pl.DataFrame({"id": [1]}).write_csv(tmp_path / "a.csv")
+    pl.DataFrame({"id": [2]}).write_parquet(tmp_path / "b.parquet")
+    pl.DataFrame({"id": [3]}).write_csv(tmp_path / "c.csv")
+    r = _watch(tmp_path, schema={"id": pl.Int64})
+    with caplog.at_level("WARNING", logger="riverbed.files"):
+        assert r.next_batch(100, 0.0)["id"].to_list() == [1, 3]
+        r.next_batch(100, 0.0)
+    assert caplog.text.count("b.parquet: skipped: a parquet file in a watched directory of csv files") == 1
+
+
+@pytest.mark.parametrize("on_error", ["fail", "dead_letter"])
+def test_watch_a_truncated_parquet_file(tmp_path: Path, on_error: Any) -> None:
+    pl.DataFrame({"id": [1]}).write_parquet(tmp_path / "a.parquet")
+    (tmp_path / "b.parquet").write_bytes((tmp_path / "a.parquet").read_bytes()[:40])
+    pl.DataFrame({"id": [3]}).write_parquet(tmp_path / "c.parquet")
+    r = _watch(tmp_path, schema={"id": pl.Int64}, on_error=on_error)
+    if on_error == "fail":
+        with pytest.raises(rb.SourceError, match=r"b\.parquet: cannot read"):
+            r.next_batch(100, 0.0)
+        return
+    assert r.next_batch(100, 0.0)["id"].to_list() == [1, 3]
+    dead = r.drain_dead_letters()
+    assert dead.select("source", "position").rows() == [(str(tmp_path / "b.parquet"), "file")]
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_parquet_glob_aligns_columns_by_name(tmp_path: Path, mode: str) -> None:
+    pl.DataFrame({"a": [1], "b": ["x"]}).write_parquet(tmp_path / "1.parquet")
+    pl.DataFrame({"b": ["y"], "a": [2]}).write_parquet(tmp_path / "2.parquet")
+    good, _, _ = run(rb.files(tmp_path / "*.parquet"), mode, tmp_path / "h")
+    assert good.rows() == [(1, "x"), (2, "y")]
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("case", ["extra", "missing", "truncated"])
+def test_parquet_glob_whose_files_differ_names_the_file(tmp_path: Path, mode: str, case: str) -> None:
+    pl.DataFrame({"a": [1], "b": ["x"]}).write_parquet(tmp_path / "1.parquet")
+    odd = tmp_path / "2.parquet"
+    if case == "extra":
+        pl.DataFrame({"a": [2], "b": ["y"], "c": [0.5]}).write_parquet(odd)
+        match = r"2\.parquet: its columns differ from the other files': it has column\(s\) \['c'\]"
+    elif case == "missing":
+        pl.DataFrame({"a": [2]}).write_parquet(odd)
+        match = r"2\.parquet: its columns differ from the other files': it lacks column\(s\) \['b'\]"
+    else:
+        odd.write_bytes((tmp_path / "1.parquet").read_bytes()[:30])
+        match = r"2\.parquet: cannot read as Parquet"
+    with pytest.raises(rb.SourceError, match=match):
+        run(rb.files(tmp_path / "*.parquet"), mode, tmp_path / "h")

@@ -7,21 +7,28 @@ import json
 import logging
 import os
 import time
+from collections import deque
 from collections.abc import Iterator
 from typing import Any
 
 import polars as pl
 
-from riverbed._errors import ConfigError, SourceError
+from riverbed._errors import ConfigError, RecordError, SourceError
 from riverbed.connectors._textparse import read_csv_header
-from riverbed.connectors.base import SourceReader
-from riverbed.connectors.files import FileSource, is_remote
+from riverbed.connectors.base import SourceReader, dead_letters
+from riverbed.connectors.files import FileSource, check_parquet_columns, format_of, is_remote, list_files
 
 _LOG = logging.getLogger("riverbed.files")
 
 
 class _FilesReader(SourceReader):
-    """Replays files in name order, rows in file order; optionally watches for new files."""
+    """Replays files in name order, rows in file order; optionally watches for new files.
+
+    A directory is listed once per poll and every new file is queued, so a backlog of many small
+    files is read at full speed; one micro-batch may hold rows of several files. In a watched
+    directory a file of another format is skipped with a warning, and a file that cannot be
+    read fails the job naming it (or becomes one dead letter under ``on_error="dead_letter"``).
+    """
 
     def __init__(
         self,
@@ -39,35 +46,76 @@ class _FilesReader(SourceReader):
         self.schema = pl.Schema({c: schema[c] for c in self.columns}) if self.columns else schema
         state = resume or {}
         self.done: list[str] = list(state.get("done", []))
+        self.seen: set[str] = set(self.done)
+        self.queue: deque[str] = deque()
+        self.listed = False
         self.current: str | None = state.get("file")
         self.row: int = int(state.get("row", 0))
         self.buffer: pl.DataFrame | None = None
         self.dead: list[pl.DataFrame] = []
         self.batches: Iterator[pl.DataFrame] | None = None
         self.last_list = 0.0
+        self.want: str | None = src.format or _format_or_none(src.path)
+        self.warned: set[str] = set()
+        if self.current is not None:
+            self.seen.add(self.current)
+
+    def _accept(self, file: str) -> bool:
+        """In a watched directory: is ``file`` of the format being read? (warns once if not)"""
+        fmt = _format_or_none(file)
+        if self.want is None and fmt is not None:
+            self.want = fmt
+        if fmt is None or self.src.format is not None or fmt == self.want:
+            return True
+        if file not in self.warned:
+            self.warned.add(file)
+            _LOG.warning("%s: skipped: a %s file in a watched directory of %s files", file, fmt, self.want)
+        return False
 
     def _next_file(self) -> str | None:
-        if self.src.watch:
-            now = time.monotonic()
-            if now - self.last_list < self.src.poll:
+        if not self.queue:
+            if self.src.watch:
+                now = time.monotonic()
+                if now - self.last_list < self.src.poll:
+                    return None
+                self.last_list = now
+                try:
+                    found = [
+                        f for f in list_files(self.src.path, self.src.storage_options) if self._accept(f)
+                    ]
+                except SourceError:
+                    return None
+            elif self.listed:
                 return None
-            self.last_list = now
-            try:
-                files = self.src.files()
-            except SourceError:
-                return None
-        else:
-            files = self.src.files()
-        seen = set(self.done)
-        for f in files:
-            if f not in seen:
-                return f
-        return None
+            else:
+                found, self.listed = self.src.files(), True
+            for f in found:
+                if f not in self.seen:
+                    self.seen.add(f)
+                    self.queue.append(f)
+        return self.queue.popleft() if self.queue else None
 
-    def _load(self, file: str) -> None:
+    def _load(self, file: str) -> bool:
+        """Open ``file`` for reading from ``self.row``; False if it was turned into a dead letter."""
+        try:
+            self._open_file(file)
+            return True
+        except SourceError as exc:
+            if not self.src.watch or self.src.on_error != "dead_letter" or isinstance(exc, RecordError):
+                raise
+            self.dead.append(
+                dead_letters(
+                    [{"source": file, "position": "file", "field": None, "error": str(exc), "raw": ""}]
+                )
+            )
+            self.buffer, self.batches = pl.DataFrame(schema=self.schema), None
+            return False
+
+    def _open_file(self, file: str) -> None:
         fmt = self.src.fmt(file)
         if fmt == "parquet" and not is_remote(file) and self.src.schema_ is None:
-            self.batches = self._parquet_batches(file, self.row)
+            order = check_parquet_columns(file, self.full_schema)
+            self.batches = self._parquet_batches(file, self.row, order)
             self.buffer = None
             return
         df, dead = self.src.read_file(file, self.full_schema, self.event_time)
@@ -78,7 +126,7 @@ class _FilesReader(SourceReader):
         self.buffer = df.slice(self.row)
         self.batches = None
 
-    def _parquet_batches(self, file: str, skip: int) -> Iterator[pl.DataFrame]:
+    def _parquet_batches(self, file: str, skip: int, order: list[str]) -> Iterator[pl.DataFrame]:
         """Row groups in order, the next one decoded in a background thread meanwhile."""
         from concurrent.futures import ThreadPoolExecutor
 
@@ -93,11 +141,12 @@ class _FilesReader(SourceReader):
                 continue
             groups.append((rg, skip))
             skip = 0
+        names = self.columns or order
 
         def read(rg: int) -> pl.DataFrame:
-            df = pl.from_arrow(pf.read_row_group(rg, columns=self.columns))
+            df = pl.from_arrow(pf.read_row_group(rg, columns=names))
             assert isinstance(df, pl.DataFrame)
-            return df
+            return df.select(names)  # the files may order their columns differently
 
         with ThreadPoolExecutor(1) as pool:
             pending = pool.submit(read, groups[0][0]) if groups else None
@@ -109,10 +158,14 @@ class _FilesReader(SourceReader):
 
     def next_batch(self, max_rows: int, timeout: float) -> pl.DataFrame | None:
         deadline = time.monotonic() + timeout
-        while True:
+        outs: list[pl.DataFrame] = []
+        taken = 0
+        while taken < max(max_rows, 1):
             if self.current is None:
                 nxt = self._next_file()
                 if nxt is None:
+                    if outs:
+                        break
                     if not self.src.watch:
                         return None
                     if time.monotonic() >= deadline:
@@ -135,10 +188,12 @@ class _FilesReader(SourceReader):
                 continue
             if self.buffer.height == 0:
                 continue
-            out = self.buffer.head(max_rows)
+            out = self.buffer.head(max(max_rows, 1) - taken)
             self.buffer = self.buffer.slice(out.height)
             self.row += out.height
-            return out
+            taken += out.height
+            outs.append(out)
+        return outs[0] if len(outs) == 1 else pl.concat(outs, how="vertical_relaxed")
 
     def snapshot(self) -> Any:
         return {"done": list(self.done), "file": self.current, "row": self.row}
@@ -149,6 +204,13 @@ class _FilesReader(SourceReader):
         out = pl.concat(self.dead)
         self.dead = []
         return out
+
+
+def _format_or_none(path: str) -> str | None:
+    try:
+        return format_of(path)
+    except ConfigError:
+        return None
 
 
 def record_ends(data: bytes, csv_quotes: bool) -> list[int]:

@@ -139,6 +139,35 @@ def fit(name: str, have: pl.DataType, want: pl.DataType) -> pl.Expr:
     return col.cast(want)
 
 
+def check_parquet_columns(file: str, schema: pl.Schema) -> list[str]:
+    """The columns of ``schema``, after checking a local Parquet file has exactly those (in any
+    order), as the batch reader requires; raises :class:`SourceError` naming the file if not."""
+    try:
+        have = pl.read_parquet_schema(file)
+    except (OSError, pl.exceptions.PolarsError) as exc:
+        raise SourceError(
+            f"{file}: cannot read as Parquet: {str(exc).splitlines()[0]}\n"
+            "  hint: is the file complete? write files atomically (to a temporary name, then rename)"
+        ) from None
+    missing = [c for c in schema.names() if c not in have]
+    extra = [c for c in have if c not in schema]
+    if missing or extra:
+        what = "; ".join(
+            part
+            for part in (
+                f"it lacks column(s) {missing}" if missing else "",
+                f"it has column(s) {extra} that the first file has not" if extra else "",
+            )
+            if part
+        )
+        raise SourceError(
+            f"{file}: its columns differ from the other files': {what}.\n"
+            f"  expected: {schema.names()}\n"
+            "  hint: declare schema={...} to read only the columns you need from every file"
+        )
+    return schema.names()
+
+
 def _decompress(data: bytes, file: str) -> bytes:
     """Gzip- or zstd-compressed text (``.csv.gz``, ``.jsonl.zst``), as Polars' readers accept it."""
     if data[:2] == b"\x1f\x8b":
@@ -391,6 +420,9 @@ class FileSource(Source):
             # cast file by file: the files may differ (Int32 here, Int64 there) and still fit
             scan = pl.concat([self._scan_declared(f, schema) for f in files], how="vertical")
         else:
+            if fmt == "parquet" and len(files) > 1:  # name a file that does not fit (footers only)
+                for f in files:
+                    check_parquet_columns(f, schema)
             scan = self._scan_native(files)
         if progress is None or len(files) < 2:
             return scan, None
