@@ -26,6 +26,9 @@ from riverbed.connectors.base import DEAD_LETTER_SCHEMA
 OnError = Literal["fail", "dead_letter"]
 LINE = "__rb_line"
 RAW = "__rb_raw"
+FILE = "__rb_file"  # the index of the piece (file) a row came from, when several are parsed at once
+SRC = "__rb_src"
+_LETTERS = pl.Schema([(FILE, pl.Int64()), (LINE, pl.Int64()), *DEAD_LETTER_SCHEMA.items()])
 _FIELD_LIMIT = 2**31 - 1  # Python's csv stops at 128 KiB per field by default
 
 
@@ -80,12 +83,15 @@ def _cast(name: str, dtype: pl.DataType, formats: tuple[str, ...] | None = None)
 
 
 def _letters(rows: list[dict[str, Any]]) -> pl.DataFrame:
-    """Dead letters plus their line number (``__rb_line``), from dicts."""
-    return pl.DataFrame(rows, schema={LINE: pl.Int64, **DEAD_LETTER_SCHEMA})
+    """Dead letters plus their file index and line number, from dicts."""
+    return pl.DataFrame(rows, schema=_LETTERS)
 
 
-def _letter(line: int, source: str, error: str, raw: str, field: str | None = None) -> dict[str, Any]:
+def _letter(
+    file: int, line: int, source: str, error: str, raw: str, field: str | None = None
+) -> dict[str, Any]:
     return {
+        FILE: file,
         LINE: line,
         "source": source,
         "position": f"line {line}",
@@ -96,21 +102,23 @@ def _letter(line: int, source: str, error: str, raw: str, field: str | None = No
 
 
 def _settle(
-    good: pl.DataFrame, letters: list[pl.DataFrame], *, source: str, on_error: OnError
+    good: pl.DataFrame, letters: list[pl.DataFrame], *, on_error: OnError
 ) -> tuple[pl.DataFrame, pl.DataFrame | None]:
-    """Order the dead letters by line; raise for the first one, or return them."""
-    bad = pl.concat([f.cast({LINE: pl.Int64}) for f in letters if f.height] or [_letters([])])
-    if bad.height == 0:
+    """Order the dead letters by file and line; raise for the first one, or return them
+    (both frames keep ``__rb_file``, the index of the piece each row came from)."""
+    letters = [f for f in letters if f.height]
+    if not letters:
         return good, None
-    bad = bad.sort(LINE, maintain_order=True)
+    bad = pl.concat([f.select(_LETTERS.names()).cast(_LETTERS) for f in letters])
+    bad = bad.sort(FILE, LINE, maintain_order=True)
     if on_error == "fail":
         row = bad.row(0, named=True)
         where = f", column {row['field']!r}" if row["field"] else ""
         raise RecordError(
-            f"{source}: {row['position']}{where}: {row['error']}\n"
+            f"{row['source']}: {row['position']}{where}: {row['error']}\n"
             f"  record: {row['raw'][:200]}\n"
             "  hint: fix the record, or read with on_error='dead_letter' to divert bad rows",
-            source=source,
+            source=row["source"],
             position=row["position"],
             field=row["field"],
             raw=row["raw"],
@@ -118,12 +126,14 @@ def _settle(
     return good, bad.drop(LINE)
 
 
-def decode_lines(data: bytes, *, source: str, first_line: int, bom: bool) -> tuple[str, pl.DataFrame]:
+def decode_lines(
+    data: bytes, *, source: str, first_line: int, bom: bool, file: int = 0
+) -> tuple[str, pl.DataFrame | None]:
     """UTF-8 text, and dead letters for the lines that are not valid UTF-8 (blanked in the text,
-    so line numbers stay). ``bom``: drop a byte-order mark at the start."""
+    so line numbers stay), or None. ``bom``: drop a byte-order mark at the start."""
     try:
         text = data.decode("utf-8")
-        letters = _letters([])
+        letters = None
     except UnicodeDecodeError:
         lines: list[str] = []
         rows = []
@@ -133,9 +143,8 @@ def decode_lines(data: bytes, *, source: str, first_line: int, bom: bool) -> tup
             except UnicodeDecodeError as exc:
                 lines.append("")
                 raw = chunk.decode("utf-8", "backslashreplace").rstrip("\r")
-                rows.append(
-                    _letter(first_line + i, source, f"invalid UTF-8 at byte {exc.start + 1} of the line", raw)
-                )
+                why = f"invalid UTF-8 at byte {exc.start + 1} of the line"
+                rows.append(_letter(file, first_line + i, source, why, raw))
         text = "\n".join(lines)
         letters = _letters(rows)
     if bom and text.startswith("\ufeff"):
@@ -155,16 +164,19 @@ def check_and_cast(
 
     Returns the good rows (exactly ``schema``) and the dead letters (or None).
     """
-    good, letters = _check(raw, schema, source=source, options=options)
-    return _settle(good, [letters], source=source, on_error=on_error)
+    raw = raw.with_columns(pl.lit(source).alias(SRC), pl.lit(0, pl.Int64).alias(FILE))
+    good, letters = _check(raw, schema, options=options)
+    good, dead = _settle(good, [letters], on_error=on_error)
+    return good.drop(FILE), None if dead is None else dead.drop(FILE)
 
 
 def _check(
-    raw: pl.DataFrame, schema: pl.Schema, *, source: str, options: TextOptions = TextOptions()
+    raw: pl.DataFrame, schema: pl.Schema, *, options: TextOptions = TextOptions()
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Good rows (exactly ``schema``) and dead letters with their ``__rb_line``."""
+    """Good rows (``schema`` plus ``__rb_file``) and dead letters, from text columns plus
+    ``__rb_file``, ``__rb_src``, ``__rb_line`` and ``__rb_raw``."""
     text_cols = [c for c, t in schema.items() if not _is_nested(t)]
-    parsed = raw.with_columns(
+    parsed = raw.lazy().with_columns(
         *(_cast(c, schema[c], options.formats).alias(f"__rb_p_{c}") for c in text_cols),
     )
     # (field, failed?, why) in column order; the first failing check names the record's error
@@ -172,11 +184,9 @@ def _check(
     for c in schema.names():
         col = pl.col(c)
         if c == options.event_time:
-            empty = (
-                col.is_null() | (col.cast(pl.String).str.strip_chars() == "")
-                if c in text_cols
-                else col.is_null()
-            )
+            empty = col.is_null()
+            if c in text_cols:
+                empty = empty | (col.cast(pl.String).str.strip_chars() == "")
             checks.append((c, empty, pl.lit(f"the event time {c!r} is missing (null or empty)")))
         if c in text_cols and schema[c] != pl.String:
             failed = col.is_not_null() & (col != "") & pl.col(f"__rb_p_{c}").is_null()
@@ -185,23 +195,21 @@ def _check(
             )
             checks.append((c, failed, why))
     flags = [f"__rb_f_{i}" for i in range(len(checks))]
-    if checks:
-        parsed = parsed.with_columns(
-            failed.alias(flag) for (_, failed, _), flag in zip(checks, flags, strict=True)
-        )
-        bad_mask = pl.any_horizontal(flags)
-        bad = parsed.filter(bad_mask)
-        good = parsed.filter(~bad_mask)
-    else:
-        bad, good = parsed.clear(), parsed
-    good = good.select(
-        *(pl.col(f"__rb_p_{c}").alias(c) if c in text_cols else pl.col(c).cast(t) for c, t in schema.items())
+    out = [pl.col(f"__rb_p_{c}").alias(c) if c in text_cols else pl.col(c).cast(t) for c, t in schema.items()]
+    if not checks:
+        return parsed.select(*out, FILE).collect(), _letters([])
+    parsed = parsed.with_columns(
+        failed.alias(flag) for (_, failed, _), flag in zip(checks, flags, strict=True)
     )
+    flagged = parsed.with_columns(pl.any_horizontal(flags).alias("__rb_bad")).collect()
+    good = flagged.filter(~pl.col("__rb_bad")).select(*out, FILE)
+    bad = flagged.filter(pl.col("__rb_bad"))
     if bad.height == 0:
         return good, _letters([])
     letters = bad.select(
+        FILE,
         pl.col(LINE).cast(pl.Int64),
-        source=pl.lit(source),
+        source=pl.col(SRC),
         position=pl.format("line {}", pl.col(LINE)),
         field=pl.coalesce(
             pl.when(pl.col(f)).then(pl.lit(c)) for (c, _, _), f in zip(checks, flags, strict=True)
@@ -209,7 +217,30 @@ def _check(
         error=pl.coalesce(pl.when(pl.col(f)).then(why) for (_, _, why), f in zip(checks, flags, strict=True)),
         raw=pl.col(RAW),
     )
-    return good, letters.cast(DEAD_LETTER_SCHEMA)
+    return good, letters
+
+
+Piece = tuple[str, bytes, int]
+"""One text input: its source name (file), its bytes, and the file line number of its first line."""
+
+
+def _lines_frame(items: list[tuple[int, str, str, int]]) -> pl.DataFrame:
+    """(file index, source, text, first line number) -> one row per non-blank line, with
+    ``__rb_file``, ``__rb_src``, ``__rb_line`` and ``__rb_raw`` (a trailing ``\\r`` removed)."""
+    texts = pl.DataFrame(
+        [(i, src, text, first) for i, src, text, first in items],
+        schema={FILE: pl.Int64, SRC: pl.String, RAW: pl.String, LINE: pl.Int64},
+        orient="row",
+    )
+    return (
+        texts.lazy()
+        .with_columns(pl.col(RAW).str.split("\n"))
+        .with_columns(pl.int_ranges(pl.col(LINE), pl.col(LINE) + pl.col(RAW).list.len()).alias(LINE))
+        .explode(RAW, LINE)
+        .with_columns(pl.col(RAW).str.strip_suffix("\r"))
+        .filter(pl.col(RAW).str.strip_chars() != "")
+        .collect()
+    )
 
 
 def parse_csv_text(
@@ -230,63 +261,132 @@ def parse_csv_text(
     a record with the wrong number of fields is a bad record (``field`` is null). An empty
     file (not even a header) has no rows.
     """
-    text, bad_utf8 = decode_lines(
-        data, source=source, first_line=first_line - (1 if has_header else 0), bom=has_header
+    piece = (source, data, first_line - (1 if has_header else 0))
+    good, dead = parse_csv_pieces(
+        [piece],
+        schema,
+        on_error=on_error,
+        separator=separator,
+        header=None if has_header else header,
+        options=options,
     )
-    if has_header and not text.strip():
-        return _settle(pl.DataFrame(schema=schema), [bad_utf8], source=source, on_error=on_error)
-    split = _csv_quoted if '"' in text else _csv_plain
-    raw, ragged, names = split(text, separator, header if not has_header else None, first_line)
-    missing = [c for c in schema.names() if c not in names]
-    if missing:
-        raise SourceError(
-            f"{source}: the declared schema names column(s) {missing} that the CSV header "
-            f"does not have.\n  header: {names}"
+    return good.drop(FILE), None if dead is None else dead.drop(FILE)
+
+
+def parse_csv_pieces(
+    pieces: list[Piece],
+    schema: pl.Schema,
+    *,
+    on_error: OnError,
+    separator: str = ",",
+    header: list[str] | None = None,
+    options: TextOptions = TextOptions(),
+) -> tuple[pl.DataFrame, pl.DataFrame | None]:
+    """Parse CSV texts (each with its header line, unless ``header`` is given) in one go.
+
+    Returns good rows and dead letters, both with ``__rb_file`` (the index of their piece).
+    Texts without quotes that share a header are split together, vectorized.
+    """
+    letters: list[pl.DataFrame] = []
+    oks: list[pl.DataFrame] = []
+    plain: dict[tuple[str, ...], list[tuple[int, str, str, int]]] = {}
+    for i, (source, data, first) in enumerate(pieces):
+        text, bad = decode_lines(data, source=source, first_line=first, bom=header is None, file=i)
+        if bad is not None:
+            letters.append(bad)
+        names, body_first = header, first
+        if names is None:
+            if not text.strip():
+                continue  # an empty file: no header, no rows
+            first_row, _, text = text.partition("\n")
+            names, body_first = read_csv_header(first_row, separator), first + 1
+        missing = [c for c in schema.names() if c not in names]
+        if missing:
+            raise SourceError(
+                f"{source}: the declared schema names column(s) {missing} that the CSV header "
+                f"does not have.\n  header: {names}"
+            )
+        if '"' in text:
+            ok, ragged = _csv_quoted(text, separator, names, body_first, i, source)
+            oks.append(ok.select(FILE, SRC, LINE, RAW, *schema.names()))
+            letters.append(_ragged_letters(ragged, len(names)))
+        else:
+            plain.setdefault(tuple(names), []).append((i, source, text, body_first))
+    for shared, items in plain.items():
+        ok, ragged = _csv_plain(_lines_frame(items), separator, list(shared))
+        oks.append(ok.select(FILE, SRC, LINE, RAW, *schema.names()))
+        letters.append(_ragged_letters(ragged, len(shared)))
+    raw = (
+        pl.concat(oks)
+        if oks
+        else pl.DataFrame(
+            schema={
+                FILE: pl.Int64,
+                SRC: pl.String,
+                LINE: pl.Int64,
+                RAW: pl.String,
+                **{c: pl.String for c in schema.names()},
+            }
         )
-    ragged = ragged.with_columns(
-        source=pl.lit(source),
+    )
+    if len(oks) > 1:
+        raw = raw.sort(FILE, LINE, maintain_order=True)
+    good, bad = _check(raw, schema, options=options)
+    return _settle(good, [*letters, bad], on_error=on_error)
+
+
+def _ragged_letters(ragged: pl.DataFrame, width: int) -> pl.DataFrame:
+    return ragged.select(
+        FILE,
+        LINE,
+        source=pl.col(SRC),
         position=pl.format("line {}", pl.col(LINE)),
         field=pl.lit(None, pl.String),
         error=pl.when(pl.col("__rb_n") < 0)
         .then(pl.col("__rb_why"))
-        .otherwise(pl.format(f"expected {len(names)} fields, got {{}}", pl.col("__rb_n"))),
+        .otherwise(pl.format(f"expected {width} fields, got {{}}", pl.col("__rb_n"))),
         raw=pl.col(RAW),
-    ).select(LINE, *DEAD_LETTER_SCHEMA.names())
-    good, bad = _check(raw, schema, source=source, options=options)
-    return _settle(good, [bad_utf8, ragged, bad], source=source, on_error=on_error)
+    )
 
 
-_RAGGED = {LINE: pl.Int64, RAW: pl.String, "__rb_n": pl.Int64, "__rb_why": pl.String}
+_RAGGED = {
+    FILE: pl.Int64,
+    SRC: pl.String,
+    LINE: pl.Int64,
+    RAW: pl.String,
+    "__rb_n": pl.Int64,
+    "__rb_why": pl.String,
+}
 
 
-def _csv_plain(
-    text: str, sep: str, header: list[str] | None, first_line: int
-) -> tuple[pl.DataFrame, pl.DataFrame, list[str]]:
+def _csv_plain(frame: pl.DataFrame, sep: str, header: list[str]) -> tuple[pl.DataFrame, pl.DataFrame]:
     """CSV without quotes: one line is one record, fields split vectorized.
 
-    Returns the records with the right number of fields (text columns, ``__rb_line``,
-    ``__rb_raw``), the others (``__rb_line``, ``__rb_raw``, ``__rb_n``, ``__rb_why``), and the
-    header.
+    Returns the records with the right number of fields (text columns plus ``__rb_file``,
+    ``__rb_src``, ``__rb_line``, ``__rb_raw``) and the others (see ``_RAGGED``).
     """
-    lines = pl.Series(RAW, [text]).str.split("\n").explode().str.strip_suffix("\r")
-    if header is None:
-        header = lines[0].split(sep) if lines.len() and lines[0] else []
-        lines = lines.slice(1)
-    frame = pl.DataFrame(lines).with_row_index(LINE, offset=first_line)
-    frame = frame.filter(pl.col(RAW).str.strip_chars() != "")
-    frame = frame.with_columns(pl.col(RAW).str.split(sep).alias("__rb_fields")).with_columns(
-        pl.col("__rb_fields").list.len().alias("__rb_n")
+    split = frame.with_columns(pl.col(RAW).str.split(sep).alias("__rb_fields")).with_columns(
+        pl.col("__rb_fields").list.len().cast(pl.Int64).alias("__rb_n")
     )
     width = len(header)
-    ok = frame.filter(pl.col("__rb_n") == width)
     cols = [pl.col("__rb_fields").list.get(i).alias(name) for i, name in enumerate(header)]
-    ok = ok.with_columns(cols).select(
-        LINE, RAW, *(pl.when(pl.col(c) != "").then(pl.col(c)).alias(c) for c in dict.fromkeys(header))
+    ok = (
+        split.lazy()
+        .filter(pl.col("__rb_n") == width)
+        .with_columns(cols)
+        .select(
+            FILE,
+            SRC,
+            LINE,
+            RAW,
+            *(pl.when(pl.col(c) != "").then(pl.col(c)).alias(c) for c in dict.fromkeys(header)),
+        )
+        .collect()
     )
-    ragged = frame.filter(pl.col("__rb_n") != width).select(
-        LINE, RAW, pl.col("__rb_n").cast(pl.Int64), pl.lit(None, pl.String).alias("__rb_why")
+    ragged = split.filter(pl.col("__rb_n") != width).select(
+        FILE, SRC, LINE, RAW, "__rb_n", pl.lit(None, pl.String).alias("__rb_why")
     )
-    return ok.cast({LINE: pl.Int64}), ragged.cast(_RAGGED), header  # type: ignore[arg-type]
+    return ok, ragged
 
 
 def split_lines(text: str) -> list[str]:
@@ -305,18 +405,17 @@ def read_csv_header(line: str, sep: str) -> list[str]:
 
 
 def _csv_quoted(
-    text: str, sep: str, header: list[str] | None, first_line: int
-) -> tuple[pl.DataFrame, pl.DataFrame, list[str]]:
+    text: str, sep: str, header: list[str], first_line: int, file: int, source: str
+) -> tuple[pl.DataFrame, pl.DataFrame]:
     """CSV with quotes, record by record (a quoted field may hold separators and newlines),
     keeping each record's first line number and its raw text. Same results as
     :func:`_csv_plain`. A malformed record (say a quote never closed) is one bad line: reading
     starts again on the next line, so good and bad records still add up to the input."""
     lines = split_lines(text)
-    base = first_line - (1 if header is None else 0)  # line number of lines[0]
-    columns: list[list[str | None]] = [[] for _ in header or []]
+    columns: list[list[str | None]] = [[] for _ in header]
     good_lines: list[int] = []
     good_raw: list[str] = []
-    bad: list[tuple[int, str, int, str | None]] = []
+    bad: list[tuple[int, str, int, str, int, str | None]] = []
     pos = 0
 
     def feed() -> Any:
@@ -332,15 +431,11 @@ def _csv_quoted(
             try:
                 for record in csv.reader(feed(), delimiter=sep, strict=True):
                     raw = "".join(lines[start:pos]).rstrip("\r\n")
-                    line_no, start = base + start, pos
-                    if header is None:
-                        header = record
-                        columns = [[] for _ in header]
-                        continue
+                    line_no, start = first_line + start, pos
                     if not record or (len(record) == 1 and not record[0].strip() and len(header) != 1):
                         continue  # a blank line
                     if len(record) != len(header):
-                        bad.append((line_no, raw, len(record), None))
+                        bad.append((file, source, line_no, raw, len(record), None))
                         continue
                     good_lines.append(line_no)
                     good_raw.append(raw)
@@ -352,21 +447,21 @@ def _csv_quoted(
                     if "end of data" in str(exc) or lines[start].count('"') % 2
                     else f"malformed CSV: {exc}"
                 )
-                if header is None:
-                    raise SourceError(f"line {base + start}: cannot read the CSV header: {why}") from None
-                bad.append((base + start, lines[start].rstrip("\r\n"), -1, why))
+                bad.append((file, source, first_line + start, lines[start].rstrip("\r\n"), -1, why))
                 pos = start + 1  # recover: the next line starts a new record
     finally:
         csv.field_size_limit(old_limit)
-    header = header or []
+    n = len(good_lines)
     data: dict[str, pl.Series] = {
+        FILE: pl.Series([file] * n, dtype=pl.Int64),
+        SRC: pl.Series([source] * n, dtype=pl.String),
         LINE: pl.Series(good_lines, dtype=pl.Int64),
         RAW: pl.Series(good_raw, dtype=pl.String),
     }
     for name, col in zip(header, columns, strict=True):
         data.setdefault(name, pl.Series(col, dtype=pl.String))
     ragged = pl.DataFrame(bad, schema=_RAGGED, orient="row")
-    return pl.DataFrame(data), ragged, header
+    return pl.DataFrame(data), ragged
 
 
 def _py_field(value: Any) -> str | None:
@@ -389,48 +484,40 @@ def parse_json_text(
     options: TextOptions = TextOptions(),
 ) -> tuple[pl.DataFrame, pl.DataFrame | None]:
     """Parse JSON-lines bytes (``first_line``: the file line number of the first line)."""
-    text, bad_utf8 = decode_lines(data, source=source, first_line=first_line, bom=first_line == 1)
-    lines = pl.Series(text.split("\n"), dtype=pl.String)
-    if lines.len() and lines[-1] == "":
-        lines = lines.head(lines.len() - 1)
-    return parse_json_lines(
-        lines,
-        schema,
-        source=source,
-        first_line=first_line,
-        on_error=on_error,
-        options=options,
-        letters=bad_utf8,
-    )
+    good, dead = parse_json_pieces([(source, data, first_line)], schema, on_error=on_error, options=options)
+    return good.drop(FILE), None if dead is None else dead.drop(FILE)
 
 
-def parse_json_lines(
-    lines: pl.Series,
+def parse_json_pieces(
+    pieces: list[Piece],
     schema: pl.Schema,
     *,
-    source: str,
-    first_line: int,
     on_error: OnError,
     options: TextOptions = TextOptions(),
-    letters: pl.DataFrame | None = None,
 ) -> tuple[pl.DataFrame, pl.DataFrame | None]:
-    """Parse a Series of JSON-lines text against ``schema``; blank lines are skipped."""
-    early = [letters] if letters is not None else []
-    frame = pl.DataFrame({RAW: lines}).with_row_index(LINE, offset=first_line).cast({LINE: pl.Int64})
-    frame = frame.filter(pl.col(RAW).str.strip_chars() != "")
+    """Parse JSON-lines texts in one go; blank lines are skipped. Both frames returned keep
+    ``__rb_file``, the index of the piece each row came from."""
+    letters: list[pl.DataFrame] = []
+    items = []
+    for i, (source, data, first) in enumerate(pieces):
+        text, bad = decode_lines(data, source=source, first_line=first, bom=first == 1, file=i)
+        if bad is not None:
+            letters.append(bad)
+        items.append((i, source, text, first))
+    frame = _lines_frame(items)
     flat = {c: (t if _is_nested(t) else pl.String) for c, t in schema.items()}
     try:
         decoded = frame.with_columns(pl.col(RAW).str.json_decode(pl.Struct(flat)).alias("__rb_s")).unnest(
             "__rb_s"
         )
-        good, bad = _check(decoded, schema, source=source, options=options)
-        return _settle(good, [*early, bad], source=source, on_error=on_error)
+        good, bad = _check(decoded, schema, options=options)
+        return _settle(good, [*letters, bad], on_error=on_error)
     except pl.exceptions.PolarsError:
         pass  # some line does not decode: find it line by line below
     good_rows: dict[str, list[str | None]] = {c: [] for c in flat}
-    good_idx: list[int] = []
+    good_idx: list[tuple[int, int]] = []
     rows: list[dict[str, Any]] = []
-    for line_no, text in frame.select(LINE, RAW).iter_rows():
+    for file, source, line_no, text in frame.select(FILE, SRC, LINE, RAW).iter_rows():
         err = None
         field = None
         try:
@@ -448,20 +535,21 @@ def parse_json_lines(
                     err, field = f"expected {t}, got a JSON {type(v).__name__}", c
                     break
         if err is not None:
-            rows.append(_letter(line_no, source, err, text, field))
+            rows.append(_letter(file, line_no, source, err, text, field))
             continue
         assert isinstance(obj, dict)
-        good_idx.append(line_no)
+        good_idx.append((file, line_no))
         for c in flat:
             good_rows[c].append(_py_field(obj.get(c)))
     good_frame = pl.DataFrame(
         {
-            LINE: pl.Series(good_idx, dtype=pl.Int64),
+            FILE: pl.Series([f for f, _ in good_idx], dtype=pl.Int64),
+            LINE: pl.Series([n for _, n in good_idx], dtype=pl.Int64),
             **{c: pl.Series(v, dtype=pl.String) for c, v in good_rows.items()},
         }
-    ).join(frame.select(LINE, RAW), on=LINE, how="left")
+    ).join(frame.select(FILE, LINE, SRC, RAW), on=[FILE, LINE], how="left", maintain_order="left")
     nested = [c for c, t in schema.items() if _is_nested(t)]
     if nested:
         good_frame = good_frame.with_columns(pl.col(c).str.json_decode(schema[c]) for c in nested)
-    good, dead = _check(good_frame, schema, source=source, options=options)
-    return _settle(good, [*early, _letters(rows), dead], source=source, on_error=on_error)
+    good, dead = _check(good_frame, schema, options=options)
+    return _settle(good, [*letters, _letters(rows), dead], on_error=on_error)

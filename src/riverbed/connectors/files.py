@@ -15,113 +15,27 @@ import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar
 
 import polars as pl
 
 from riverbed._errors import ConfigError, SourceError
-from riverbed.connectors._textparse import OnError, TextOptions, parse_csv_text, parse_json_text
+from riverbed.connectors._files_fs import Format, _fs, format_of, is_remote, list_files
+from riverbed.connectors._textparse import (
+    FILE,
+    OnError,
+    TextOptions,
+    parse_csv_pieces,
+    parse_csv_text,
+    parse_json_pieces,
+    parse_json_text,
+)
 from riverbed.connectors.base import (
     Capabilities,
     Source,
     SourceContext,
     SourceReader,
 )
-
-Format = Literal["parquet", "csv", "jsonl"]
-_EXT: dict[str, Format] = {
-    ".parquet": "parquet",
-    ".pq": "parquet",
-    ".csv": "csv",
-    ".tsv": "csv",
-    ".jsonl": "jsonl",
-    ".ndjson": "jsonl",
-    ".json": "jsonl",
-}
-
-
-def format_of(path: str, explicit: str | None = None) -> Format:
-    """The file format from an explicit name or the extension."""
-    if explicit is not None:
-        if explicit not in ("parquet", "csv", "jsonl"):
-            raise ConfigError(f"unknown format {explicit!r}; use 'parquet', 'csv' or 'jsonl'")
-        return explicit  # type: ignore[return-value]
-    suffix = Path(path.rstrip("/").split("?")[0]).suffix.lower()
-    if suffix in (".gz", ".zst"):
-        suffix = Path(path[: -len(suffix)]).suffix.lower()
-    if suffix in _EXT:
-        return _EXT[suffix]
-    raise ConfigError(
-        f"cannot tell the format of {path!r} from its extension.\n"
-        "  hint: use .parquet, .csv, .jsonl (or .ndjson/.json), or pass format='csv'"
-    )
-
-
-def is_remote(path: str) -> bool:
-    """True for fsspec URLs other than plain local paths."""
-    return "://" in path and not path.startswith("file://")
-
-
-def _fs(path: str, storage_options: dict[str, Any] | None) -> tuple[Any, str]:
-    import fsspec
-
-    try:
-        fs, root = fsspec.core.url_to_fs(path, **(storage_options or {}))
-    except ImportError as exc:
-        proto = path.split("://", 1)[0]
-        hint = (
-            'pip install "riverbed[s3]"'
-            if proto in ("s3", "s3a")
-            else f"install the fsspec driver for {proto}://"
-        )
-        raise ConfigError(f"cannot open {path!r}: {exc}\n  hint: {hint}") from None
-    return fs, root
-
-
-def list_files(path: str, storage_options: dict[str, Any] | None = None) -> list[str]:
-    """Expand a file, glob or directory into a sorted list of files (URLs kept for remote)."""
-    fs, root = _fs(path, storage_options)
-    proto = path.split("://", 1)[0] + "://" if is_remote(path) else ""
-    try:
-        if any(ch in root for ch in "*?["):
-            # like a directory listing, skip hidden and marker files (.tmp parts, _SUCCESS),
-            # unless the pattern itself asks for them
-            hidden_ok = root.rstrip("/").rsplit("/", 1)[-1].startswith((".", "_"))
-            found = sorted(p for p in fs.glob(root) if hidden_ok or not Path(p).name.startswith((".", "_")))
-        elif fs.isdir(root):
-            found = sorted(
-                p
-                for p in fs.find(root)
-                if not Path(p).name.startswith((".", "_")) and Path(p).suffix.lower() in _EXT
-            )
-        elif fs.exists(root):
-            found = [root]
-        else:
-            found = []
-    except Exception as exc:  # fsspec drivers raise their own types
-        hint = ""
-        if "Credentials" in type(exc).__name__ or "credentials" in str(exc).lower():
-            hint = (
-                "\n  hint: give credentials (e.g. AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, or "
-                "storage_options={'key': ..., 'secret': ...})"
-            )
-        raise SourceError(f"cannot list {path!r}: {type(exc).__name__}: {exc}{hint}") from None
-    files = [p for p in found if not fs.isdir(p)]
-    if not files:
-        parent = root.rstrip("/")
-        while parent and (any(ch in parent for ch in "*?[") or not fs.exists(parent)):
-            parent = parent.rsplit("/", 1)[0] if "/" in parent else ""
-        parent = parent or "."
-        try:
-            there = sorted(Path(p).name for p in fs.ls(parent, detail=False))[:20]
-        except OSError:
-            there = []
-        raise SourceError(
-            f"no files match {path!r}.\n  {proto}{parent} holds: {', '.join(there) if there else '(nothing)'}"
-        )
-    if proto and not files[0].startswith(proto):
-        files = [proto + f for f in files]
-    return files
 
 
 def fit(name: str, have: pl.DataType, want: pl.DataType) -> pl.Expr:
@@ -347,6 +261,29 @@ class FileSource(Source):
         df = self._read_whole(file, fmt)
         return self._conform(df, schema, file), None
 
+    def read_text_files(
+        self, files: list[str], event_time: str | None = None
+    ) -> list[tuple[pl.DataFrame, pl.DataFrame | None]]:
+        """Read several whole text files of one format (declared schema) in one vectorized
+        parse; (rows, dead letters) for each file, in order."""
+        fmt = self.fmt(files[0])
+        schema = pl.Schema(self.schema_ or {})
+        options = TextOptions(formats=self.formats, event_time=event_time)
+        pieces = []
+        for f in files:
+            src = self._open(f)
+            data = src.getvalue() if isinstance(src, io.BytesIO) else Path(src).read_bytes()
+            pieces.append((f, _decompress(data, f), 1))
+        if fmt == "csv":
+            good, dead = parse_csv_pieces(
+                pieces, schema, on_error=self.on_error, separator=self.separator, options=options
+            )
+        else:
+            good, dead = parse_json_pieces(pieces, schema, on_error=self.on_error, options=options)
+        goods = good.partition_by(FILE, as_dict=True, include_key=False)
+        deads = dead.partition_by(FILE, as_dict=True, include_key=False) if dead is not None else {}
+        return [(goods.get((i,), good.clear().drop(FILE)), deads.get((i,))) for i in range(len(files))]
+
     def _parse(
         self,
         data: bytes,
@@ -374,6 +311,19 @@ class FileSource(Source):
         return parse_json_text(
             data, schema, source=file, first_line=first_line, on_error=self.on_error, options=options
         )
+
+    def _groups(self, files: list[str], budget: int = 64 << 20) -> list[list[str]]:
+        """Consecutive local files in groups of up to ``budget`` bytes, parsed together."""
+        groups: list[list[str]] = []
+        size = budget
+        for f in files:
+            n = os.path.getsize(f) if not is_remote(f) else budget
+            if size + n > budget or not groups:
+                groups.append([])
+                size = 0
+            groups[-1].append(f)
+            size += n
+        return groups
 
     def _conform(self, df: pl.DataFrame, schema: pl.Schema, file: str) -> pl.DataFrame:
         if df.schema == schema:
@@ -407,13 +357,17 @@ class FileSource(Source):
         if self._text_mode(fmt) or is_remote(files[0]):
             frames, dead = [], []
             task = progress.task(f"read {self.path}", total=len(files)) if progress else None
-            for f in files:
-                good, bad = self.read_file(f, schema, ctx.event_time)
-                frames.append(good)
-                if bad is not None:
-                    dead.append(bad)
+            for group in self._groups(files) if self._text_mode(fmt) else [[f] for f in files]:
+                if len(group) > 1:
+                    results = self.read_text_files(group, ctx.event_time)
+                else:
+                    results = [self.read_file(group[0], schema, ctx.event_time)]
+                for good, bad in results:
+                    frames.append(good)
+                    if bad is not None:
+                        dead.append(bad)
                 if task is not None:
-                    task.advance(1)
+                    task.advance(len(group))
             letters = pl.concat(dead) if dead else None
             return pl.concat(frames, how="vertical_relaxed").lazy(), letters
         if self.schema_ is not None:

@@ -1,0 +1,104 @@
+"""Where the files source's files are: formats from extensions, local paths and fsspec URLs,
+listing a file, glob or directory."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from riverbed._errors import ConfigError, SourceError
+
+Format = Literal["parquet", "csv", "jsonl"]
+_EXT: dict[str, Format] = {
+    ".parquet": "parquet",
+    ".pq": "parquet",
+    ".csv": "csv",
+    ".tsv": "csv",
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
+    ".json": "jsonl",
+}
+
+
+def format_of(path: str, explicit: str | None = None) -> Format:
+    """The file format from an explicit name or the extension."""
+    if explicit is not None:
+        if explicit not in ("parquet", "csv", "jsonl"):
+            raise ConfigError(f"unknown format {explicit!r}; use 'parquet', 'csv' or 'jsonl'")
+        return explicit  # type: ignore[return-value]
+    suffix = Path(path.rstrip("/").split("?")[0]).suffix.lower()
+    if suffix in (".gz", ".zst"):
+        suffix = Path(path[: -len(suffix)]).suffix.lower()
+    if suffix in _EXT:
+        return _EXT[suffix]
+    raise ConfigError(
+        f"cannot tell the format of {path!r} from its extension.\n"
+        "  hint: use .parquet, .csv, .jsonl (or .ndjson/.json), or pass format='csv'"
+    )
+
+
+def is_remote(path: str) -> bool:
+    """True for fsspec URLs other than plain local paths."""
+    return "://" in path and not path.startswith("file://")
+
+
+def _fs(path: str, storage_options: dict[str, Any] | None) -> tuple[Any, str]:
+    import fsspec
+
+    try:
+        fs, root = fsspec.core.url_to_fs(path, **(storage_options or {}))
+    except ImportError as exc:
+        proto = path.split("://", 1)[0]
+        hint = (
+            'pip install "riverbed[s3]"'
+            if proto in ("s3", "s3a")
+            else f"install the fsspec driver for {proto}://"
+        )
+        raise ConfigError(f"cannot open {path!r}: {exc}\n  hint: {hint}") from None
+    return fs, root
+
+
+def list_files(path: str, storage_options: dict[str, Any] | None = None) -> list[str]:
+    """Expand a file, glob or directory into a sorted list of files (URLs kept for remote)."""
+    fs, root = _fs(path, storage_options)
+    proto = path.split("://", 1)[0] + "://" if is_remote(path) else ""
+    try:
+        if any(ch in root for ch in "*?["):
+            # like a directory listing, skip hidden and marker files (.tmp parts, _SUCCESS),
+            # unless the pattern itself asks for them
+            hidden_ok = root.rstrip("/").rsplit("/", 1)[-1].startswith((".", "_"))
+            found = sorted(p for p in fs.glob(root) if hidden_ok or not Path(p).name.startswith((".", "_")))
+        elif fs.isdir(root):
+            found = sorted(
+                p
+                for p in fs.find(root)
+                if not Path(p).name.startswith((".", "_")) and Path(p).suffix.lower() in _EXT
+            )
+        elif fs.exists(root):
+            found = [root]
+        else:
+            found = []
+    except Exception as exc:  # fsspec drivers raise their own types
+        hint = ""
+        if "Credentials" in type(exc).__name__ or "credentials" in str(exc).lower():
+            hint = (
+                "\n  hint: give credentials (e.g. AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, or "
+                "storage_options={'key': ..., 'secret': ...})"
+            )
+        raise SourceError(f"cannot list {path!r}: {type(exc).__name__}: {exc}{hint}") from None
+    files = [p for p in found if not fs.isdir(p)]
+    if not files:
+        parent = root.rstrip("/")
+        while parent and (any(ch in parent for ch in "*?[") or not fs.exists(parent)):
+            parent = parent.rsplit("/", 1)[0] if "/" in parent else ""
+        parent = parent or "."
+        try:
+            there = sorted(Path(p).name for p in fs.ls(parent, detail=False))[:20]
+        except OSError:
+            there = []
+        raise SourceError(
+            f"no files match {path!r}.\n  {proto}{parent} holds: {', '.join(there) if there else '(nothing)'}"
+        )
+    if proto and not files[0].startswith(proto):
+        files = [proto + f for f in files]
+    return files
