@@ -55,6 +55,11 @@ def _fs(path: str, storage_options: dict[str, Any] | None) -> tuple[Any, str]:
             else f"install the fsspec driver for {proto}://"
         )
         raise ConfigError(f"cannot open {path!r}: {exc}\n  hint: {hint}") from None
+    except (OSError, ValueError, TimeoutError) as exc:  # fsspec drivers that connect at once (ftp, sftp)
+        raise SourceError(
+            f"cannot open {path!r}: {type(exc).__name__}: {exc}\n"
+            "  hint: is the server up and reachable? check the URL and storage_options"
+        ) from None
     return fs, root
 
 
@@ -63,7 +68,9 @@ def list_files(path: str, storage_options: dict[str, Any] | None = None) -> list
     fs, root = _fs(path, storage_options)
     proto = path.split("://", 1)[0] + "://" if is_remote(path) else ""
     try:
-        if any(ch in root for ch in "*?["):
+        if fs.exists(root) and not fs.isdir(root):
+            found = [root]  # a file, even if its name has glob characters
+        elif any(ch in root for ch in "*?["):
             # like a directory listing, skip hidden and marker files (.tmp parts, _SUCCESS),
             # unless the pattern itself asks for them
             hidden_ok = root.rstrip("/").rsplit("/", 1)[-1].startswith((".", "_"))

@@ -53,11 +53,20 @@ def fit(name: str, have: pl.DataType, want: pl.DataType) -> pl.Expr:
     return col.cast(want)
 
 
+def _globby(path: str) -> bool:
+    """Whether a (listed, literal) path holds characters Polars would take as a glob."""
+    return any(ch in path for ch in "*?[")
+
+
 def check_parquet_columns(file: str, schema: pl.Schema) -> list[str]:
     """The columns of ``schema``, after checking a local Parquet file has exactly those (in any
     order), as the batch reader requires; raises :class:`SourceError` naming the file if not."""
     try:
-        have = pl.read_parquet_schema(file)
+        if _globby(file):  # a literal name: do not let Polars expand it
+            with open(file, "rb") as fh:
+                have = pl.read_parquet_schema(fh)
+        else:
+            have = pl.read_parquet_schema(file)
     except (OSError, pl.exceptions.PolarsError) as exc:
         raise SourceError(
             f"{file}: cannot read as Parquet: {str(exc).splitlines()[0]}\n"
@@ -167,6 +176,8 @@ class FileSource(Source):
             fs, root = _fs(file, self.storage_options)
             with fs.open(root, "rb") as fh:
                 return io.BytesIO(fh.read())
+        if _globby(file):  # a literal name with [ or *: do not let Polars expand it
+            return io.BytesIO(Path(file).read_bytes())
         return file
 
     def _scan_native(self, file: str | list[str]) -> pl.LazyFrame:
@@ -175,13 +186,13 @@ class FileSource(Source):
         fmt = self.fmt(files[0])
         remote = is_remote(files[0])
         try:
-            if remote:
+            if remote or (fmt == "jsonl" and any(_globby(f) for f in files)):
                 frames = [self._read_whole(f, fmt) for f in files]
                 return pl.concat(frames, how="vertical_relaxed").lazy()
-            if fmt == "parquet":
-                return pl.scan_parquet(files)
+            if fmt == "parquet":  # the files are listed already: names are literal
+                return pl.scan_parquet(files, glob=False)
             if fmt == "csv":
-                return pl.scan_csv(files, separator=self.separator, infer_schema_length=10_000)
+                return pl.scan_csv(files, separator=self.separator, infer_schema_length=10_000, glob=False)
             return pl.scan_ndjson(files, infer_schema_length=10_000)
         except pl.exceptions.PolarsError as exc:
             raise SourceError(f"{self.path}: cannot read: {str(exc).splitlines()[0]}") from None
