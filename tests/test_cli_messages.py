@@ -173,3 +173,21 @@ def test_progress_off_a_terminal_prints_plain_lines() -> None:
     assert lines[1].startswith("run the query: done (")
     assert lines[2] == "a note [red]verbatim[/red]"
     assert "\x1b" not in out.getvalue()
+
+
+def test_importing_riverbed_and_the_cli_loads_no_heavy_dependency() -> None:
+    """Start-up time: the CLI's `version` and `--help` need neither Polars nor PyArrow (the
+    benchmark is benchmarks/startup.py; this only checks what gets imported)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, riverbed, riverbed.cli; "
+        "print(sorted(m for m in ('polars', 'pyarrow', 'numpy', 'riverbed.eventlog', 'riverbed.testing', "
+        "'confluent_kafka') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout
+    assert out.strip() == "[]"
+    code = "import riverbed as rb; print(rb.testing.__name__, rb.files.__module__)"
+    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout
+    assert out.split() == ["riverbed.testing", "riverbed.connectors.files"]

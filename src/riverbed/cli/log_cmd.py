@@ -19,9 +19,8 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
-import polars as pl
 import typer
 from rich.console import Console
 from rich.markup import escape
@@ -30,7 +29,11 @@ from rich.table import Table
 from riverbed._errors import ConfigError, RecordError, RiverbedError, SourceError
 from riverbed._time import format_ms, to_ms
 from riverbed.cli._help import Command, new_app
-from riverbed.eventlog import Log, Topic
+
+if TYPE_CHECKING:
+    import polars as pl
+
+    from riverbed.eventlog import Topic
 
 log_app = new_app(help="The embedded replayable log: topics, produce, consume.", no_args_is_help=True)
 _out = Console(soft_wrap=True)
@@ -93,6 +96,8 @@ def create(
     home: Home = None,
 ) -> None:
     """Create a topic."""
+    from riverbed.eventlog import Log
+
     with _cli_errors(), Log(home) as log:
         ret_ms = None if retention is None else to_ms(retention, what="--retention")
         t = log.create_topic(topic, partitions, ret_ms, retention_bytes)
@@ -103,6 +108,8 @@ def create(
 
 
 def _read_file(path: str, schema: pl.Schema | None) -> pl.DataFrame:
+    import polars as pl
+
     suffix = Path(path).suffix.lower()
     if not Path(path).is_file():
         raise SourceError(f"no such file: {path}")
@@ -139,6 +146,8 @@ def _first_bad_json_line(
 ) -> tuple[int, str, str] | None:
     """(line number, text, why) of the first line of ``data`` that is not a JSON object that
     fits ``schema``, or None."""
+    import polars as pl
+
     lines = data.split(b"\n")
     for n, raw in enumerate(lines):
         if not raw.strip():
@@ -170,6 +179,8 @@ def _first_bad_json_line(
 
 
 def _fits(lines: list[bytes], schema: pl.Schema | None) -> bool:
+    import polars as pl
+
     try:
         pl.read_ndjson(io.BytesIO(b"\n".join(lines) + b"\n"), schema=schema)
         return True
@@ -194,6 +205,8 @@ def _first_bad_csv_line(data: bytes, schema: pl.Schema, path: str, sep: str) -> 
 def _parse_jsonl(
     data: bytes, schema: pl.Schema | None, where: str, first_line: int, done: int
 ) -> pl.DataFrame:
+    import polars as pl
+
     try:
         return pl.read_ndjson(io.BytesIO(data), schema=schema)
     except pl.exceptions.PolarsError as exc:
@@ -235,6 +248,8 @@ def produce(
     home: Home = None,
 ) -> None:
     """Append records from a file (format from its extension) or JSON lines from stdin."""
+    from riverbed.eventlog import Log
+
     with _cli_errors(), Log(home) as log:
         t = log.topic(topic)
         total = 0
@@ -293,6 +308,8 @@ def consume(
     beginning or the end, per `--from-beginning`), and positions are committed as records
     are printed and for every partition on exit.
     """
+    from riverbed.eventlog import Log
+
     with _cli_errors(), Log(home) as log:
         t = log.topic(topic)
         positions = _start_positions(t, group, from_beginning)
@@ -332,6 +349,8 @@ def consume(
 @log_app.command("topics", cls=Command)
 def list_topics(home: Home = None) -> None:
     """List the topics."""
+    from riverbed.eventlog import Log
+
     with _cli_errors(), Log(home) as log:
         names = log.topics()
         if not names:
@@ -354,6 +373,8 @@ def list_topics(home: Home = None) -> None:
 @log_app.command(cls=Command)
 def describe(topic: TopicArg, home: Home = None) -> None:
     """Per partition: start and end offsets, records, size, and lag per consumer group."""
+    from riverbed.eventlog import Log
+
     with _cli_errors(), Log(home) as log:
         t = log.topic(topic)
         d = t.describe()
