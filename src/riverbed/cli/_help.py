@@ -16,7 +16,7 @@ def _tidy(param: Any, ctx: Any) -> None:
         param.display_type_rich = lambda ctx: None  # type: ignore[method-assign]  # the name says it
     elif getattr(param, "is_flag", False):
         param.metavar = ""  # a flag takes no value
-    elif param.metavar is None:
+    elif param.metavar is None and hasattr(param, "display_type"):  # typer >= 0.20 labels: <str>
         label = str(param.display_type(ctx)).strip("<>").removeprefix("list[").removesuffix("]")
         param.metavar = _LABELS.get(label, label.upper())
 
