@@ -7,6 +7,7 @@ Every case is a file the tests write; nothing binary is checked in.
 from __future__ import annotations
 
 import dataclasses
+import json
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,7 @@ import polars as pl
 import pytest
 
 import riverbed as rb
+from riverbed.connectors import _files_stream
 from riverbed.connectors.base import SourceContext
 from riverbed.testing import collect
 
@@ -406,3 +408,56 @@ def test_parquet_glob_whose_files_differ_names_the_file(tmp_path: Path, mode: st
         match = r"2\.parquet: cannot read as Parquet"
     with pytest.raises(rb.SourceError, match=match):
         run(rb.files(tmp_path / "*.parquet"), mode, tmp_path / "h")
+
+
+# -- large text files in stream mode: bounded chunks ----------------------------------------------
+BIG_CSV = (
+    "\ufeffid,name,ts\n"
+    + "".join(
+        f'{i},"name {i}, with a comma",2024-05-01T09:{i % 60:02d}:00Z\n'
+        if i % 7
+        else f'{i},"two\nlines {i}",2024-05-01T09:00:00+02:00\n'
+        for i in range(200)
+    )
+    + "x,bad id,2024-05-01T09:00:00Z\n"
+    + '201,"never closed,2024-05-01T09:00:00Z\n'
+    + "202,last,2024-05-01T10:00:00Z"  # no newline at the end
+)
+BIG_JSONL = "\ufeff" + "".join(
+    f'{{"id": {i}, "name": "n{i}", "ts": "2024-05-01T09:00:00Z"}}\n' if i % 9 else f'{{"id": {i}, "name": \n'
+    for i in range(200)
+)
+BIG_SCHEMA = {"id": pl.Int64, "name": pl.String, "ts": UTC_TS}
+
+
+def _read_in_chunks(
+    path: str, max_rows: int, resume_after: int | None = None
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    src = rb.files(path, schema=BIG_SCHEMA, on_error="dead_letter")
+    r = src.open("0", None, SourceContext(mode="stream"))
+    frames, letters, n = [], [], 0
+    while (b := r.next_batch(max_rows, 0.0)) is not None:
+        frames.append(b)
+        if (d := r.drain_dead_letters()) is not None:
+            letters.append(d)
+        n += 1
+        if resume_after is not None and n == resume_after:  # a crash: resume from the snapshot
+            r = src.open("0", json.loads(json.dumps(r.snapshot())), SourceContext(mode="stream"))
+    return pl.concat(frames), pl.concat(letters)
+
+
+@pytest.mark.parametrize("fmt", ["csv", "jsonl"])
+@pytest.mark.parametrize(("max_rows", "resume_after"), [(1000, None), (7, None), (7, 3), (5, 11), (50, 2)])
+def test_a_large_text_file_is_read_in_bounded_chunks(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fmt: str, max_rows: int, resume_after: int | None
+) -> None:
+    monkeypatch.setattr(_files_stream, "CHUNK_BYTES", 256)
+    path = write(tmp_path / f"big.{fmt}", BIG_CSV if fmt == "csv" else BIG_JSONL)
+    batch_good, batch_dead, _ = run(
+        rb.files(path, schema=BIG_SCHEMA, on_error="dead_letter"), "batch", tmp_path / "h"
+    )
+    assert _files_stream._chunkable(path)
+    good, dead = _read_in_chunks(path, max_rows, resume_after)
+    assert good.equals(batch_good)
+    assert dead.equals(batch_dead)
+    assert dead.height == (2 if fmt == "csv" else 23)

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import time
@@ -14,7 +13,7 @@ from typing import Any
 import polars as pl
 
 from riverbed._errors import ConfigError, RecordError, SourceError
-from riverbed.connectors._files_fs import format_of, is_remote, list_files
+from riverbed.connectors._files_fs import Format, format_of, is_remote, list_files
 from riverbed.connectors._textparse import read_csv_header
 from riverbed.connectors.base import SourceReader, dead_letters
 from riverbed.connectors.files import FileSource, check_parquet_columns
@@ -52,6 +51,9 @@ class _FilesReader(SourceReader):
         self.listed = False
         self.current: str | None = state.get("file")
         self.row: int = int(state.get("row", 0))
+        # a large text file is read in chunks: where the current chunk starts, and the row
+        # count (of the file) at its first row
+        self.chunk: dict[str, Any] | None = state.get("chunk")
         self.buffer: pl.DataFrame | None = None
         self.dead: list[pl.DataFrame] = []
         self.batches: Iterator[pl.DataFrame] | None = None
@@ -120,6 +122,10 @@ class _FilesReader(SourceReader):
             self.batches = self._parquet_batches(file, self.row, order)
             self.buffer = None
             return
+        if self.src._text_mode(fmt) and _chunkable(file):
+            self.batches = self._text_batches(file, fmt)
+            self.buffer = None
+            return
         if file in self.preloaded:
             df, dead = self.preloaded.pop(file)
         elif self.src._text_mode(fmt) and self.queue and not is_remote(file):
@@ -134,14 +140,17 @@ class _FilesReader(SourceReader):
         self.batches = None
 
     def _preload(self, file: str, fmt: str) -> tuple[pl.DataFrame, pl.DataFrame | None]:
-        """Parse ``file`` together with the queued files after it (same format, up to 16 MiB
-        in all): many small files cost one vectorized parse, not one each."""
+        """Parse ``file`` together with the queued files after it (same format, up to
+        ``CHUNK_BYTES`` in all): many small files cost one vectorized parse, not one each."""
         group, size = [file], os.path.getsize(file)
         for f in self.queue:
-            if len(group) >= 1000 or size > 16 << 20 or is_remote(f) or self.src.fmt(f) != fmt:
+            if len(group) >= 1000 or is_remote(f) or self.src.fmt(f) != fmt:
+                break
+            n = os.path.getsize(f)
+            if size + n > CHUNK_BYTES:
                 break
             group.append(f)
-            size += os.path.getsize(f)
+            size += n
         try:
             results = self.src.read_text_files(group, self.event_time)
         except RecordError:
@@ -150,6 +159,51 @@ class _FilesReader(SourceReader):
             return self.src.read_file(file, self.full_schema, self.event_time)
         self.preloaded.update(zip(group[1:], results[1:], strict=True))
         return results[0]
+
+    def _text_batches(self, file: str, fmt: Format) -> Iterator[pl.DataFrame]:
+        """A large text file in chunks of about ``CHUNK_BYTES`` cut at record ends, so memory
+        stays bounded; a chunk's dead letters are emitted with its first rows (once: a resumed
+        chunk whose rows were partly read does not repeat them)."""
+        from riverbed.connectors._files_tail import record_ends
+
+        state = self.chunk if self.chunk is not None and self.row else None
+        with open(file, "rb") as fh:
+            if state is None:
+                offset, line, header = 0, 1, None
+                if fmt == "csv":
+                    first = fh.readline()
+                    header = read_csv_header(first.decode("utf-8", "replace"), self.src.separator)
+                    offset, line = len(first), 2
+                state = {"offset": offset, "line": line, "header": header, "row0": 0}
+            offset, line, header = state["offset"], state["line"], state["header"]
+            skip = self.row - state["row0"]
+            row0 = state["row0"]
+            while True:
+                fh.seek(offset)
+                data = fh.read(CHUNK_BYTES)
+                if not data:
+                    return
+                at_end = len(data) < CHUNK_BYTES
+                ends = record_ends(data, fmt == "csv")
+                while not ends and not at_end:  # a record longer than the chunk: extend it
+                    more = fh.read(CHUNK_BYTES)
+                    data += more
+                    at_end = len(more) < CHUNK_BYTES
+                    ends = record_ends(data, fmt == "csv")
+                cut = len(data) if at_end else ends[-1]  # at the end: a last line without newline too
+                chunk = data[:cut]
+                self.chunk = {"offset": offset, "line": line, "header": header, "row0": row0}
+                good, dead = self.src._parse(
+                    chunk, file, fmt, first_line=line, header=header, event_time=self.event_time
+                )
+                if dead is not None and skip == 0:
+                    self.dead.append(dead)
+                if self.columns:
+                    good = good.select(self.columns)
+                offset, line = offset + cut, line + chunk.count(b"\n")
+                row0 += good.height
+                yield good.slice(skip)
+                skip = 0
 
     def _parquet_batches(self, file: str, skip: int, order: list[str]) -> Iterator[pl.DataFrame]:
         """Row groups in order, the next one decoded in a background thread meanwhile."""
@@ -209,7 +263,7 @@ class _FilesReader(SourceReader):
             assert self.buffer is not None
             if self.buffer.height == 0 and self.batches is None:
                 self.done.append(self.current)
-                self.current, self.row, self.buffer = None, 0, None
+                self.current, self.row, self.buffer, self.chunk = None, 0, None, None
                 continue
             if self.buffer.height == 0:
                 continue
@@ -221,7 +275,10 @@ class _FilesReader(SourceReader):
         return outs[0] if len(outs) == 1 else pl.concat(outs, how="vertical_relaxed")
 
     def snapshot(self) -> Any:
-        return {"done": list(self.done), "file": self.current, "row": self.row}
+        state: dict[str, Any] = {"done": list(self.done), "file": self.current, "row": self.row}
+        if self.chunk is not None and self.current is not None:
+            state["chunk"] = self.chunk
+        return state
 
     def drain_dead_letters(self) -> pl.DataFrame | None:
         if not self.dead:
@@ -229,6 +286,19 @@ class _FilesReader(SourceReader):
         out = pl.concat(self.dead)
         self.dead = []
         return out
+
+
+CHUNK_BYTES = 16 << 20
+"""Stream mode reads a text file larger than this in chunks of about this size."""
+
+
+def _chunkable(file: str) -> bool:
+    """A local, uncompressed text file larger than ``CHUNK_BYTES``."""
+    if is_remote(file) or os.path.getsize(file) <= CHUNK_BYTES:
+        return False
+    with open(file, "rb") as fh:
+        magic = fh.read(4)
+    return not (magic[:2] == b"\x1f\x8b" or magic == b"\x28\xb5\x2f\xfd")
 
 
 def _format_or_none(path: str) -> str | None:
@@ -236,172 +306,3 @@ def _format_or_none(path: str) -> str | None:
         return format_of(path)
     except ConfigError:
         return None
-
-
-def record_ends(data: bytes, csv_quotes: bool) -> list[int]:
-    """Offsets just past each complete record in ``data``: after each newline, except (CSV)
-    a newline inside a quoted field, where the count of quotes so far is odd."""
-    ends = []
-    pos = data.find(b"\n")
-    if not csv_quotes or b'"' not in data:
-        while pos >= 0:
-            ends.append(pos + 1)
-            pos = data.find(b"\n", pos + 1)
-        return ends
-    quotes, start = 0, 0
-    while pos >= 0:
-        quotes += data.count(b'"', start, pos)
-        if quotes % 2 == 0:
-            ends.append(pos + 1)
-        start = pos + 1
-        pos = data.find(b"\n", start)
-    return ends
-
-
-class _TailReader(SourceReader):
-    """Follows one growing JSON-lines or CSV file, like ``tail -F``: only complete records are
-    read; a line longer than the read window widens it; a truncated file, or one replaced by a
-    new file (rename and recreate), is read again from its start, with a warning."""
-
-    def __init__(self, src: FileSource, resume: Any, event_time: str | None = None) -> None:
-        if is_remote(src.path):
-            raise ConfigError(f"tail=True needs a local file, got {src.path!r}")
-        self.src = src
-        self.event_time = event_time
-        self.fmt = src.fmt(src.path)
-        if self.fmt == "parquet":
-            raise ConfigError("tail=True follows JSON-lines or CSV files, not Parquet")
-        state = resume or {}
-        self.offset = int(state.get("offset", 0))
-        self.line = int(state.get("line", 1))
-        self.header: list[str] | None = state.get("header")
-        self.inode: int | None = state.get("inode")
-        self.fh: Any = None
-        self.dead: list[pl.DataFrame] = []
-
-    def _restart(self, why: str) -> None:
-        _LOG.warning("%s: %s; reading it again from the start", self.src.path, why)
-        self.offset, self.line, self.header = 0, 1, None
-
-    def _open(self) -> bool:
-        """Open the followed file if it exists (True), checking it is the one we were reading."""
-        try:
-            fh = open(self.src.path, "rb")  # noqa: SIM115 - held open while following
-        except FileNotFoundError:
-            return False
-        ino = os.fstat(fh.fileno()).st_ino
-        if self.inode is not None and ino != self.inode and self.offset:
-            self._restart("the file was replaced while the job was down")
-        self.fh, self.inode = fh, ino
-        return True
-
-    def _rotated(self) -> bool:
-        """At the end of the open file: has the path been truncated or replaced?"""
-        assert self.fh is not None
-        try:
-            st = os.stat(self.src.path)
-        except FileNotFoundError:
-            return False  # removed: keep waiting for a new one
-        if st.st_ino != self.inode:
-            self.fh.close()
-            self.fh, self.inode = None, None
-            self._restart("the file was replaced (rotated)")
-            return True
-        if st.st_size < self.offset:
-            self._restart("the file was truncated")
-            return True
-        return False
-
-    def next_batch(self, max_rows: int, timeout: float) -> pl.DataFrame | None:
-        deadline = time.monotonic() + timeout
-        window = max(max_rows, 1) * 512
-        while True:
-            if self.fh is None and not self._open():
-                if time.monotonic() >= deadline:
-                    return self._empty()
-                time.sleep(min(self.src.poll, max(deadline - time.monotonic(), 0.0)))
-                continue
-            size = os.fstat(self.fh.fileno()).st_size
-            if size > self.offset:
-                self.fh.seek(self.offset)
-                data = self.fh.read(min(size - self.offset, window))
-                ends = record_ends(data, self.fmt == "csv")
-                if ends:
-                    # the header is one record more than the rows asked for
-                    take = max_rows + (1 if self.fmt == "csv" and self.header is None else 0)
-                    cut = ends[min(take, len(ends)) - 1]
-                    return self._parse(data[:cut], data.count(b"\n", 0, cut))
-                if len(data) == window:  # a record longer than the window: widen it
-                    window *= 2
-                    continue
-            elif size < self.offset or self._rotated():
-                if size < self.offset:
-                    self._restart("the file was truncated")
-                continue
-            if time.monotonic() >= deadline:
-                return self._empty()
-            time.sleep(min(self.src.poll, max(deadline - time.monotonic(), 0.0)))
-
-    def _empty(self) -> pl.DataFrame:
-        return pl.DataFrame(schema=self.src.schema_ or {})
-
-    def _parse(self, chunk: bytes, lines: int) -> pl.DataFrame:
-        first_line = self.line
-        if self.offset == 0 and chunk.startswith(b"\xef\xbb\xbf"):
-            chunk, skipped = chunk[3:], 3
-        else:
-            skipped = 0
-        self.offset += len(chunk) + skipped
-        self.line += lines
-        if self.fmt == "csv" and self.header is None:
-            first, _, chunk = chunk.partition(b"\n")
-            self.header = read_csv_header(first.decode("utf-8", "replace"), self.src.separator)
-            first_line += 1
-            if not chunk:
-                return self._empty()
-        if self.src.schema_ is not None:
-            good, dead = self.src._parse(
-                chunk,
-                self.src.path,
-                self.fmt,
-                first_line=first_line,
-                header=self.header,
-                event_time=self.event_time,
-            )
-            if dead is not None:
-                self.dead.append(dead)
-            return good
-        try:
-            if self.fmt == "csv":
-                return pl.read_csv(
-                    chunk, has_header=False, new_columns=self.header, separator=self.src.separator
-                )
-            return pl.read_ndjson(chunk)
-        except pl.exceptions.PolarsError as exc:
-            where, record = f"lines {first_line}-{self.line - 1}", ""
-            if self.fmt == "jsonl":  # name the first line that does not parse
-                for n, line in enumerate(chunk.decode("utf-8", "replace").splitlines()):
-                    try:
-                        json.loads(line)
-                    except ValueError:
-                        where, record = f"line {first_line + n}", f"\n  record: {line[:200]}"
-                        break
-            raise SourceError(
-                f"{self.src.path}: {where}: {str(exc).splitlines()[0]}{record}"
-                "\n  hint: declare schema=... with on_error='dead_letter' to divert bad records"
-            ) from None
-
-    def snapshot(self) -> Any:
-        return {"offset": self.offset, "line": self.line, "header": self.header, "inode": self.inode}
-
-    def drain_dead_letters(self) -> pl.DataFrame | None:
-        if not self.dead:
-            return None
-        out = pl.concat(self.dead)
-        self.dead = []
-        return out
-
-    def close(self) -> None:
-        if self.fh is not None:
-            self.fh.close()
-            self.fh = None

@@ -434,7 +434,8 @@ class FileSource(Source):
         return ["0"]
 
     def open(self, partition: str, resume: Any, ctx: SourceContext) -> SourceReader:
-        from riverbed.connectors._files_stream import _FilesReader, _TailReader
+        from riverbed.connectors._files_stream import _FilesReader
+        from riverbed.connectors._files_tail import _TailReader
 
         if self.tail:
             return _TailReader(self, resume, event_time=ctx.event_time)
