@@ -461,3 +461,16 @@ def test_a_large_text_file_is_read_in_bounded_chunks(
     assert good.equals(batch_good)
     assert dead.equals(batch_dead)
     assert dead.height == (2 if fmt == "csv" else 23)
+
+
+@pytest.mark.parametrize("schema", [None, {"id": pl.Int64, "ts": pl.Int64}])
+def test_a_null_event_time_in_parquet_fails_naming_file_and_row(tmp_path: Path, schema: Any) -> None:
+    path = tmp_path / "n.parquet"
+    pl.DataFrame({"id": [1, 2, 3], "ts": [10, 20, None]}).write_parquet(path)
+    ctx = SourceContext(mode="stream", event_time="ts")
+    with pytest.raises(
+        rb.RecordError, match=r"n\.parquet: row 3, column 'ts': the event time 'ts' is missing"
+    ) as err:
+        reader_rows(rb.files(path, schema=schema), 2, ctx)
+    assert err.value.position == "row 3"
+    assert err.value.raw == '{"id": 3, "ts": null}'

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import time
@@ -268,6 +269,8 @@ class _FilesReader(SourceReader):
             if self.buffer.height == 0:
                 continue
             out = self.buffer.head(max(max_rows, 1) - taken)
+            if self.event_time is not None and self.src.on_error == "fail":
+                _check_event_time(out, self.event_time, self.current, self.row)
             self.buffer = self.buffer.slice(out.height)
             self.row += out.height
             taken += out.height
@@ -286,6 +289,28 @@ class _FilesReader(SourceReader):
         out = pl.concat(self.dead)
         self.dead = []
         return out
+
+
+def _check_event_time(df: pl.DataFrame, column: str, file: str, first_row: int) -> None:
+    """Under ``on_error="fail"``: a null event time (Parquet, inferred text) stops the job,
+    naming the file and row (text with a declared schema is checked, by line, when parsed)."""
+    if column not in df.columns:
+        return
+    nulls = df.get_column(column).is_null()
+    if not nulls.any():
+        return
+    i = int(nulls.arg_true()[0])
+    raw = json.dumps(df.row(i, named=True), default=str)
+    position = f"row {first_row + i + 1}"
+    raise RecordError(
+        f"{file}: {position}, column {column!r}: the event time {column!r} is missing (null)\n"
+        f"  record: {raw[:200]}\n"
+        "  hint: fix the record, or read with on_error='dead_letter' (and a schema) to divert it",
+        source=file,
+        position=position,
+        field=column,
+        raw=raw,
+    )
 
 
 CHUNK_BYTES = 16 << 20
