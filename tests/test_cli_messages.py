@@ -191,3 +191,14 @@ def test_importing_riverbed_and_the_cli_loads_no_heavy_dependency() -> None:
     code = "import riverbed as rb; print(rb.testing.__name__, rb.files.__module__)"
     out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout
     assert out.split() == ["riverbed.testing", "riverbed.connectors.files"]
+
+
+def test_produce_a_csv_file_names_the_line_and_column(tmp_path: Path) -> None:
+    home = str(tmp_path)
+    invoke("log", "create", "t", "--home", home, code=0)
+    invoke("log", "produce", "t", "-", "--home", home, input='{"id": 1, "name": "a"}\n', code=0)
+    bad = tmp_path / "more.csv"
+    bad.write_text('id,name\n2,"b, c"\nthree,d\n')
+    err = invoke("log", "produce", "t", str(bad), "--home", home)
+    assert f"error: {bad}: line 3: column 'id': cannot parse 'three' as Int64" in err
+    assert "  record: three,d" in err

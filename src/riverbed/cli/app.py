@@ -94,7 +94,8 @@ def run(
                 options["max_batch_rows"] = max_batch_rows
             if max_wait is not None:
                 options["max_wait"] = max_wait
-            options["live"] = progress if progress is not None else sys.stderr.isatty()
+            # the live view redraws in place: on a terminal only (a log file would get frames)
+            options["live"] = progress is not False and sys.stderr.isatty()
         elif max_batch_rows is not None or max_wait is not None:
             raise RiverbedError("--max-batch-rows and --max-wait are stream options")
         result = pipeline.run(mode, progress=progress, home=home, **options)  # type: ignore[arg-type]
