@@ -474,3 +474,26 @@ def test_a_null_event_time_in_parquet_fails_naming_file_and_row(tmp_path: Path, 
         reader_rows(rb.files(path, schema=schema), 2, ctx)
     assert err.value.position == "row 3"
     assert err.value.raw == '{"id": 3, "ts": null}'
+
+
+def test_tail_csv_recovers_from_a_quote_left_open(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from riverbed.connectors import _files_tail
+
+    monkeypatch.setattr(_files_tail, "MAX_PENDING_LINES", 4)
+    path = tmp_path / "t.csv"
+    path.write_text('id,name\n1,"never closed\n2,ok\n3,"quoted, fine"\n4,b"c\n')
+    src = rb.files(path, tail=True, schema={"id": pl.Int64, "name": pl.String}, on_error="dead_letter")
+    good, dead = reader_rows(src, 100)
+    assert good.rows() == [(2, "ok"), (3, "quoted, fine"), (4, 'b"c')]
+    assert dead.select("position", "error").rows() == [
+        ("line 2", "unbalanced quotes: a quoted field is not closed")
+    ]
+    # a quote inside an unquoted field opens nothing; a quote never closed waits, then is one bad line
+    path.write_text('id,name\n5,x"y\n6,a\n')
+    good, dead = reader_rows(src, 100)
+    assert good.rows() == [(5, 'x"y'), (6, "a")]
+    assert dead.height == 0
+    path.write_text('id,name\n6,"open\n7,a\n8,b\n9,c\n')
+    good, dead = reader_rows(src, 100)
+    assert good.rows() == [(7, "a"), (8, "b"), (9, "c")]
+    assert dead["position"].to_list() == ["line 2"]

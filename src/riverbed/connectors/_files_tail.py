@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import logging
 import os
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import polars as pl
 
 from riverbed._errors import ConfigError, SourceError
 from riverbed.connectors._files_fs import is_remote
-from riverbed.connectors._textparse import read_csv_header
+from riverbed.connectors._textparse import read_csv_header, split_lines
 from riverbed.connectors.base import SourceReader
 from riverbed.connectors.files import FileSource
 
@@ -37,6 +39,40 @@ def record_ends(data: bytes, csv_quotes: bool) -> list[int]:
         start = pos + 1
         pos = data.find(b"\n", start)
     return ends
+
+
+MAX_PENDING_LINES = 10_000
+"""A CSV record still open after this many lines is taken as a quote left open on its first."""
+
+
+def _first_csv_record(data: bytes, sep: str) -> list[int]:
+    """Where the first CSV record of ``data`` ends, when counting quotes says it is still open:
+    a quote inside an unquoted field (``a,b"c``) does not open one; a malformed record (``"a"b``),
+    or one open for ``MAX_PENDING_LINES`` lines, ends at its first line (a bad record).
+    Empty if the record is genuinely still open (wait for more)."""
+    lines = split_lines(data.decode("latin-1"))  # one char per byte: offsets stay exact
+    if lines and not lines[-1].endswith("\n"):
+        lines.pop()  # not complete yet
+    used = 0
+
+    def feed() -> Iterator[str]:
+        nonlocal used
+        for line in lines:
+            used += 1
+            yield line
+
+    old = csv.field_size_limit(2**31 - 1)
+    try:
+        next(csv.reader(feed(), delimiter=sep, strict=True))
+    except csv.Error as exc:
+        if "end of data" in str(exc) and len(lines) < MAX_PENDING_LINES:
+            return []
+        used = 1
+    except StopIteration:
+        return []
+    finally:
+        csv.field_size_limit(old)
+    return [sum(len(line) for line in lines[:used])]
 
 
 class _TailReader(SourceReader):
@@ -107,6 +143,8 @@ class _TailReader(SourceReader):
                 self.fh.seek(self.offset)
                 data = self.fh.read(min(size - self.offset, window))
                 ends = record_ends(data, self.fmt == "csv")
+                if not ends and self.fmt == "csv" and b"\n" in data:
+                    ends = _first_csv_record(data, self.src.separator)
                 if ends:
                     # the header is one record more than the rows asked for
                     take = max_rows + (1 if self.fmt == "csv" and self.header is None else 0)
