@@ -497,3 +497,19 @@ def test_tail_csv_recovers_from_a_quote_left_open(tmp_path: Path, monkeypatch: p
     good, dead = reader_rows(src, 100)
     assert good.rows() == [(7, "a"), (8, "b"), (9, "c")]
     assert dead["position"].to_list() == ["line 2"]
+
+
+def test_a_stray_quote_does_not_turn_the_rest_of_a_large_file_into_one_chunk(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(_files_stream, "CHUNK_BYTES", 64)
+    body = 'id,name\n1,x"y\n' + "".join(f"{i},name {i}\n" for i in range(2, 60))
+    path = write(tmp_path / "q.csv", body)
+    schema = {"id": pl.Int64, "name": pl.String}
+    r = rb.files(path, schema=schema).open("0", None, SourceContext(mode="stream"))
+    rows, offsets = [], set()
+    while (b := r.next_batch(1, 0.0)) is not None:
+        rows += b.rows()
+        offsets.add(r.snapshot().get("chunk", {}).get("offset"))
+    assert rows == [(1, 'x"y'), *((i, f"name {i}") for i in range(2, 60))]
+    assert len(offsets) > 10  # chunks of about 64 bytes, not one chunk to the end

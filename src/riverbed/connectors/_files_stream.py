@@ -161,12 +161,18 @@ class _FilesReader(SourceReader):
         self.preloaded.update(zip(group[1:], results[1:], strict=True))
         return results[0]
 
+    def _record_ends(self, data: bytes, fmt: Format) -> list[int]:
+        from riverbed.connectors._files_tail import _first_csv_record, record_ends
+
+        ends = record_ends(data, fmt == "csv")
+        if not ends and fmt == "csv" and b"\n" in data:  # a stray quote must not run to the end
+            ends = _first_csv_record(data, self.src.separator)
+        return ends
+
     def _text_batches(self, file: str, fmt: Format) -> Iterator[pl.DataFrame]:
         """A large text file in chunks of about ``CHUNK_BYTES`` cut at record ends, so memory
         stays bounded; a chunk's dead letters are emitted with its first rows (once: a resumed
         chunk whose rows were partly read does not repeat them)."""
-        from riverbed.connectors._files_tail import record_ends
-
         state = self.chunk if self.chunk is not None and self.row else None
         with open(file, "rb") as fh:
             if state is None:
@@ -185,12 +191,12 @@ class _FilesReader(SourceReader):
                 if not data:
                     return
                 at_end = len(data) < CHUNK_BYTES
-                ends = record_ends(data, fmt == "csv")
+                ends = self._record_ends(data, fmt)
                 while not ends and not at_end:  # a record longer than the chunk: extend it
                     more = fh.read(CHUNK_BYTES)
                     data += more
                     at_end = len(more) < CHUNK_BYTES
-                    ends = record_ends(data, fmt == "csv")
+                    ends = self._record_ends(data, fmt)
                 cut = len(data) if at_end else ends[-1]  # at the end: a last line without newline too
                 chunk = data[:cut]
                 self.chunk = {"offset": offset, "line": line, "header": header, "row0": row0}
