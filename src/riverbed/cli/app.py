@@ -199,5 +199,5 @@ app.add_typer(log_app, name="log", help="The embedded replayable log: topics, pr
 
 
 def main() -> None:
-    """Entry point of the ``riverbed`` console script."""
-    app()
+    """Entry point of the ``riverbed`` console script (and ``python -m riverbed.cli``)."""
+    app(prog_name="riverbed")
