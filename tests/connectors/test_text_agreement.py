@@ -127,3 +127,30 @@ def test_files_parsed_together_keep_their_own_names_and_lines(tmp_path: Path, mo
         p2 = rb.Pipeline("names")
         p2.read(rb.files(tmp_path, schema={"id": pl.Int64, "x": pl.Float64})).write(rb.testing.collect())
         p2.run(mode, progress=False, home=tmp_path / "h2")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("fmt", ["csv", "jsonl"])
+@SETTINGS
+@given(
+    rows=st.lists(ROW, min_size=1, max_size=30),
+    chunk=st.integers(1, 400),
+    max_rows=st.integers(1, 40),
+)
+def test_a_large_file_read_in_chunks_of_any_size_agrees_with_python(
+    tmp_path: Path, fmt: str, rows: list[tuple[int, str, float]], chunk: int, max_rows: int
+) -> None:
+    from unittest import mock
+
+    from riverbed.connectors import _files_stream
+
+    data = render(rows, fmt)
+    path = tmp_path / f"big.{fmt}"
+    path.write_text(data, newline="")
+    with mock.patch.object(_files_stream, "CHUNK_BYTES", chunk):
+        assert _files_stream._chunkable(str(path)) == (len(data.encode()) > chunk)
+        r = rb.files(path, schema=SCHEMA).open("0", None, SourceContext(mode="stream"))
+        got: list[tuple[Any, ...]] = []
+        while (b := r.next_batch(max_rows, 0.0)) is not None:
+            got += b.rows()
+            assert r.drain_dead_letters() is None
+    assert got == python_reads(data, fmt)
