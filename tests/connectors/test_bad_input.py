@@ -513,3 +513,28 @@ def test_a_stray_quote_does_not_turn_the_rest_of_a_large_file_into_one_chunk(
         offsets.add(r.snapshot().get("chunk", {}).get("offset"))
     assert rows == [(1, 'x"y'), *((i, f"name {i}") for i in range(2, 60))]
     assert len(offsets) > 10  # chunks of about 64 bytes, not one chunk to the end
+
+
+def test_a_watched_directory_is_walked_again_only_when_it_changed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import os
+
+    from riverbed.connectors import _files_fs
+
+    d = tmp_path / "in"
+    (d / "sub").mkdir(parents=True)
+    for name in ("b.csv", "a.csv", "sub/c.csv", "_SUCCESS", ".hidden.csv", "notes.txt"):
+        (d / name).write_text("id\n1\n")
+    for sub in (d, d / "sub"):
+        os.utime(sub, (1_000_000_000, 1_000_000_000))  # changed long ago
+    walks = []
+    real_walk = os.walk
+    monkeypatch.setattr(_files_fs.os, "walk", lambda *a, **k: walks.append(1) or real_walk(*a, **k))
+    lister = _files_fs.LocalDirLister(str(d))
+    assert (
+        lister() == _files_fs.list_files(str(d)) == [str(d / "a.csv"), str(d / "b.csv"), str(d / "sub/c.csv")]
+    )
+    assert lister() == lister() and len(walks) == 1  # nothing changed: no walk
+    (d / "sub" / "d.csv").write_text("id\n2\n")
+    assert lister()[-1] == str(d / "sub/d.csv") and len(walks) == 2

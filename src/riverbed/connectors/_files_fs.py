@@ -3,6 +3,8 @@ listing a file, glob or directory."""
 
 from __future__ import annotations
 
+import os
+import time
 from pathlib import Path
 from typing import Any, Literal
 
@@ -109,3 +111,47 @@ def list_files(path: str, storage_options: dict[str, Any] | None = None) -> list
     if proto and not files[0].startswith(proto):
         files = [proto + f for f in files]
     return files
+
+
+class LocalDirLister:
+    """Lists a local directory as :func:`list_files` does (files with a known extension, not
+    hidden, recursively, sorted), but walks it again only when one of its directories changed:
+    a watched directory of many files costs a few ``stat`` calls per look, not a listing."""
+
+    GRANULARITY_S = 2.0
+    """A directory changed this close to the last listing is listed again (coarse mtimes)."""
+
+    def __init__(self, root: str) -> None:
+        self.root = os.path.abspath(root)
+        self.mtimes: dict[str, int] = {}
+        self.listed_at = 0.0
+        self.files: list[str] = []
+
+    def _unchanged(self) -> bool:
+        if not self.mtimes:
+            return False
+        for d, m in self.mtimes.items():
+            try:
+                now = os.stat(d).st_mtime_ns
+            except OSError:
+                return False
+            if now != m or self.listed_at - m / 1e9 < self.GRANULARITY_S:
+                return False
+        return True
+
+    def __call__(self) -> list[str]:
+        if self._unchanged():
+            return self.files
+        listed_at = time.time()
+        mtimes: dict[str, int] = {}
+        found = []
+        for d, _, names in os.walk(self.root):
+            try:
+                mtimes[d] = os.stat(d).st_mtime_ns
+            except OSError:
+                continue
+            for n in names:
+                if not n.startswith((".", "_")) and os.path.splitext(n)[1].lower() in _EXT:
+                    found.append(os.path.join(d, n))
+        self.files, self.mtimes, self.listed_at = sorted(found), mtimes, listed_at
+        return self.files

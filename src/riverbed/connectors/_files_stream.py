@@ -14,7 +14,7 @@ from typing import Any
 import polars as pl
 
 from riverbed._errors import ConfigError, RecordError, SourceError
-from riverbed.connectors._files_fs import Format, format_of, is_remote, list_files
+from riverbed.connectors._files_fs import Format, LocalDirLister, format_of, is_remote, list_files
 from riverbed.connectors._textparse import read_csv_header
 from riverbed.connectors.base import SourceReader, dead_letters
 from riverbed.connectors.files import FileSource, check_parquet_columns
@@ -62,6 +62,7 @@ class _FilesReader(SourceReader):
         self.want: str | None = src.format or _format_or_none(src.path)
         self.warned: set[str] = set()
         self.preloaded: dict[str, tuple[pl.DataFrame, pl.DataFrame | None]] = {}
+        self.lister: LocalDirLister | None = None
         if self.current is not None:
             self.seen.add(self.current)
 
@@ -77,6 +78,15 @@ class _FilesReader(SourceReader):
             _LOG.warning("%s: skipped: a %s file in a watched directory of %s files", file, fmt, self.want)
         return False
 
+    def _list(self) -> list[str]:
+        """The watched files; a local directory is walked again only when it changed."""
+        path = self.src.path
+        if self.lister is None and not is_remote(path) and os.path.isdir(path.removeprefix("file://")):
+            self.lister = LocalDirLister(path.removeprefix("file://"))
+        if self.lister is not None:
+            return self.lister()
+        return list_files(path, self.src.storage_options)
+
     def _next_file(self) -> str | None:
         if not self.queue:
             if self.src.watch:
@@ -85,9 +95,7 @@ class _FilesReader(SourceReader):
                     return None
                 self.last_list = now
                 try:
-                    found = [
-                        f for f in list_files(self.src.path, self.src.storage_options) if self._accept(f)
-                    ]
+                    found = [f for f in self._list() if self._accept(f)]
                 except SourceError:
                     return None
             elif self.listed:
