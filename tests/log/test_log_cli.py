@@ -39,7 +39,7 @@ def orders(tmp_path: Path) -> Path:
 def test_create_and_list(tmp_path: Path) -> None:
     assert "no topics" in cli(tmp_path, "topics").stdout
     out = cli(tmp_path, "create", "orders", "--partitions", "4", "--retention", "7d").stdout
-    assert "created topic 'orders': 4 partition(s), retention 7d" in out
+    assert "created topic 'orders': 4 partitions, retention 7d" in out
     cli(tmp_path, "create", "clicks", "--retention-bytes", "1048576")
     listing = cli(tmp_path, "topics").stdout
     assert "orders" in listing and "clicks" in listing

@@ -27,6 +27,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from riverbed._errors import ConfigError, RecordError, RiverbedError, SourceError
+from riverbed._humanize import plural
 from riverbed._time import format_ms, to_ms
 from riverbed.cli._help import Command, new_app
 
@@ -102,7 +103,8 @@ def create(
         ret_ms = None if retention is None else to_ms(retention, what="--retention")
         t = log.create_topic(topic, partitions, ret_ms, retention_bytes)
         _out.print(
-            f"created topic {escape(topic)!r}: {t.partitions} partition(s), retention {_retention(t)}",
+            f"created topic {escape(repr(topic))}: {plural(t.partitions, 'partition')}, "
+            f"retention {_retention(t)}",
             highlight=False,
         )
 
@@ -264,9 +266,7 @@ def produce(
             df = _read_file(source, t.schema)
             t.append(df, key=key)
             total = df.height
-        _err.print(
-            f"produced {total:,} record{'' if total == 1 else 's'} to {escape(repr(topic))}", highlight=False
-        )
+        _err.print(f"produced {plural(total, 'record')} to {escape(repr(topic))}", highlight=False)
 
 
 def _start_positions(t: Topic, group: str | None, from_beginning: bool) -> dict[int, int]:
