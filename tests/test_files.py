@@ -261,9 +261,6 @@ def render(kind: str, value: Any, fmt: str) -> str:
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(lines=st.lists(LINE_ST, max_size=25))
 def test_dead_letters_add_up(tmp_path: Path, fmt: str, lines: list[tuple[str, Any]]) -> None:
-    if fmt == "csv":
-        # an unclosed quote swallows the rest of the file: keep it last
-        lines = [x for x in lines if x != ("bad", "array")] + [x for x in lines if x == ("bad", "array")][:1]
     header = ["id,ts,amount"] if fmt == "csv" else []
     text = "\n".join([*header, *(render(k, v, fmt) for k, v in lines)]) + "\n"
     path = tmp_path / f"s-{len(lines)}.{fmt}"

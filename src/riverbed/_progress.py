@@ -1,10 +1,15 @@
-"""Progress display on stderr (rich), or nothing when disabled."""
+"""Progress display on stderr: bars on a terminal, plain lines elsewhere (a log file, a CI
+job), or nothing when disabled."""
 
 from __future__ import annotations
 
 import sys
+import time
 from types import TracebackType
-from typing import Any
+from typing import Any, TextIO
+
+PLAIN_INTERVAL_S = 5.0
+"""Seconds between two plain progress lines of one task (its last line is always printed)."""
 
 
 class Task:
@@ -30,13 +35,52 @@ class Task:
             self._progress.update(self._id, total=total, completed=total, count="done")
 
 
-class Progress:
-    """Progress bars on stderr when ``enabled``; every call is a no-op otherwise."""
+class _PlainTask(Task):
+    """A task shown as plain lines (``read 24 files: 12/24 (3.1 s)``), at most one every
+    ``PLAIN_INTERVAL_S`` seconds, plus one when it completes."""
 
-    def __init__(self, enabled: bool | None = None) -> None:
-        self.enabled = sys.stderr.isatty() if enabled is None else enabled
+    def __init__(self, out: TextIO, description: str, total: float | None, unit: str) -> None:
+        super().__init__(None, None)
+        self._out, self._description, self._total = out, description, total
+        self._fmt = _fmt_bytes if unit == "bytes" else _fmt_count
+        self._done = 0.0
+        self._started = self._last = time.monotonic()
+        self._finished = False
+
+    def _line(self, count: str) -> None:
+        elapsed = time.monotonic() - self._started
+        self._out.write(f"{self._description}: {count} ({elapsed:.1f} s)\n")
+        self._out.flush()
+
+    def advance(self, amount: float = 1) -> None:
+        self._done += amount
+        now = time.monotonic()
+        if self._total is not None and self._done >= self._total:
+            self.finish()
+        elif now - self._last >= PLAIN_INTERVAL_S:
+            self._last = now
+            self._line(self._fmt(self._done, self._total))
+
+    def update(self, **fields: Any) -> None:
+        pass
+
+    def finish(self) -> None:
+        if not self._finished:
+            self._finished = True
+            self._line(self._fmt(self._done, self._total) + ", done" if self._total else "done")
+
+
+class Progress:
+    """Progress on stderr when ``enabled``: rich bars on a terminal, plain lines otherwise;
+    every call is a no-op when disabled."""
+
+    def __init__(self, enabled: bool | None = None, stream: TextIO | None = None) -> None:
+        self._stream = stream or sys.stderr
+        tty = self._stream.isatty()
+        self.enabled = tty if enabled is None else enabled
         self._rich: Any = None
-        if self.enabled:
+        self._plain = self.enabled and not tty
+        if self.enabled and tty:
             from rich.console import Console
             from rich.progress import (
                 BarColumn,
@@ -52,7 +96,7 @@ class Progress:
                 BarColumn(),
                 TextColumn("{task.fields[count]}"),
                 TimeElapsedColumn(),
-                console=Console(stderr=True),
+                console=Console(file=self._stream),
                 transient=False,
             )
 
@@ -72,6 +116,8 @@ class Progress:
 
     def task(self, description: str, total: float | None = None, unit: str = "") -> Task:
         """Add a bar (``total=None``: a spinner with elapsed time)."""
+        if self._plain:
+            return _PlainTask(self._stream, description, total, unit)
         if self._rich is None:
             return Task(None, None)
         fmt = _fmt_bytes if unit == "bytes" else _fmt_count
@@ -89,7 +135,9 @@ class Progress:
     def log(self, message: str) -> None:
         """Print a line above the bars (stderr)."""
         if self._rich is not None:
-            self._rich.console.print(message)
+            self._rich.console.print(message, markup=False, highlight=False)
+        elif self._plain:
+            self._stream.write(message + "\n")
 
 
 def _fmt_bytes(done: float, total: float | None) -> str:

@@ -87,7 +87,7 @@ def build_report(data: Path, warehouse: Path) -> object:
     return p
 
 
-def run_demo(directory: Path, *, events: int, progress: bool, console: Console) -> None:
+def run_demo(directory: Path, *, events: int, progress: bool | None, console: Console) -> None:
     """Generate, run, and print the top stores."""
     import duckdb
 

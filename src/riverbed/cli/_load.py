@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import inspect
 import sys
+import traceback
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,49 @@ from riverbed._errors import ConfigError, PlanError
 from riverbed.pipeline import Pipeline
 
 _FACTORY_NAMES = ("pipeline", "build", "make_pipeline", "create_pipeline")
+
+
+class PipelineFileError(ConfigError):
+    """The pipeline file could not be loaded: a syntax error, an exception or ``sys.exit`` while
+    it was imported, or an exception in its factory function."""
+
+
+def _user_frames(exc: BaseException, path: Path) -> str:
+    """The traceback lines of ``exc`` that are in the user's own files (not riverbed's, not
+    libraries'), most recent call last."""
+    here = Path(__file__).resolve().parents[1]  # the riverbed package
+    keep = []
+    for frame in traceback.extract_tb(exc.__traceback__):
+        file = Path(frame.filename)
+        if frame.filename.startswith("<") or here in file.resolve().parents:
+            continue
+        if "site-packages" in file.parts and file.resolve() != path.resolve():
+            continue
+        keep.append(frame)
+    if not keep:
+        return ""
+    lines = "".join(traceback.format_list(keep[-5:])).rstrip()
+    return "\n  traceback (your code, most recent call last):\n" + "\n".join(
+        "  " + line for line in lines.splitlines()
+    )
+
+
+def _load_error(exc: BaseException, path: Path, when: str) -> PipelineFileError:
+    if isinstance(exc, SyntaxError):
+        where = f"{exc.filename or path}, line {exc.lineno}"
+        code = (exc.text or "").rstrip("\n")
+        caret = ""
+        if code and exc.offset:
+            indent = len(code) - len(code.lstrip())
+            code = code.strip()
+            caret = "\n    " + " " * max(exc.offset - 1 - indent, 0) + "^"
+        shown = f"\n    {code}{caret}" if code else ""
+        return PipelineFileError(f"{where}: syntax error: {exc.msg}{shown}")
+    if isinstance(exc, SystemExit):
+        frames = _user_frames(exc, path)
+        return PipelineFileError(f"{path} called sys.exit({exc.code!r}) {when}{frames}")
+    frames = _user_frames(exc, path)
+    return PipelineFileError(f"{path}: {type(exc).__name__}: {exc} ({when}){frames}")
 
 
 def parse_params(items: list[str]) -> dict[str, str]:
@@ -65,7 +109,14 @@ def _call(fn: Callable[..., Any], params: dict[str, str], where: str) -> Pipelin
     ]
     if missing:
         raise ConfigError(f"{where} needs -p {'=... -p '.join(missing)}=...")
-    out = fn(**kwargs)
+    try:
+        out = fn(**kwargs)
+    except (ConfigError, PlanError):
+        raise
+    except Exception as exc:
+        raise _load_error(exc, Path(inspect.getfile(fn)), f"in {where}()") from None
+    except SystemExit as exc:
+        raise _load_error(exc, Path(inspect.getfile(fn)), f"in {where}()") from None
     if not isinstance(out, Pipeline):
         raise PlanError(f"{where} must return a riverbed.Pipeline, got {type(out).__name__}")
     return out
@@ -86,6 +137,10 @@ def load_pipeline(spec: str, params: dict[str, str]) -> Pipeline:
     sys.path.insert(0, str(path.resolve().parent))
     try:
         module_spec.loader.exec_module(module)
+    except (ConfigError, PlanError):
+        raise
+    except (Exception, SystemExit) as exc:
+        raise _load_error(exc, path, "while loading it") from None
     finally:
         sys.path.pop(0)
     if attr:

@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import os
 import sys
+import traceback
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, NoReturn
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from riverbed._errors import RiverbedError
+from riverbed.cli._help import Command, new_app
 from riverbed.cli.log_cmd import log_app
 
-app = typer.Typer(
+app = new_app(
     name="riverbed",
     help=(
         "riverbed: data pipelines written once, run as batch or stream jobs.\n\n"
@@ -20,40 +24,61 @@ app = typer.Typer(
         "print its plan with `riverbed plan FILE`, or try `riverbed demo`."
     ),
     no_args_is_help=True,
-    pretty_exceptions_enable=False,
-    add_completion=False,
 )
-err = Console(stderr=True, soft_wrap=True)  # paths and commands stay copyable
-out = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True, highlight=False)  # paths and commands stay copyable
+out = Console(soft_wrap=True, highlight=False)
 
 Params = Annotated[
     list[str] | None,
-    typer.Option("-p", "--param", help="NAME=VALUE passed to the pipeline function (repeatable)."),
+    typer.Option(
+        "-p", "--param", metavar="NAME=VALUE", help="A value passed to the pipeline function (repeatable)."
+    ),
 ]
 Home = Annotated[
     Path | None,
-    typer.Option("--home", help="riverbed's data directory [default: $RIVERBED_HOME or ./.riverbed]"),
+    typer.Option(
+        "--home",
+        metavar="DIR",
+        help="riverbed's data directory.",
+        show_default="$RIVERBED_HOME or ./.riverbed",
+    ),
 ]
+FileArg = Annotated[str, typer.Argument(metavar="FILE", help="Pipeline file (FILE or FILE:FUNCTION).")]
 
 
-def _fail(exc: BaseException) -> None:
-    err.print(f"[bold red]error:[/] {exc}", highlight=False, markup=True, soft_wrap=True)
+def _fail(exc: BaseException) -> NoReturn:
+    """Print ``error: ...`` (user text escaped, never read as markup) and exit with status 1.
+
+    An exception that is not riverbed's own is shown with its type and the user's frames; set
+    RIVERBED_TRACEBACK=1 for the whole traceback."""
+    if isinstance(exc, RiverbedError):
+        text = str(exc)
+    else:
+        text = f"{type(exc).__name__}: {exc}"
+        if os.environ.get("RIVERBED_TRACEBACK"):
+            text += "\n" + "".join(traceback.format_exception(exc)).rstrip()
+        else:
+            text += "\n  hint: set RIVERBED_TRACEBACK=1 to see the whole traceback"
+    err.print(f"[bold red]error:[/] {escape(text)}", soft_wrap=True)
     raise typer.Exit(1)
 
 
-@app.command()
+@app.command(cls=Command)
 def run(
-    file: Annotated[str, typer.Argument(help="Pipeline file (FILE or FILE:FUNCTION).")],
-    mode: Annotated[str, typer.Option("--mode", "-m", help="batch or stream.")] = "batch",
+    file: FileArg,
+    mode: Annotated[str, typer.Option("--mode", "-m", metavar="MODE", help="`batch` or `stream`.")] = "batch",
     param: Params = None,
     home: Home = None,
     progress: Annotated[
         bool | None,
-        typer.Option("--progress/--no-progress", help="Progress display [default: on a terminal]."),
+        typer.Option("--progress/--no-progress", help="Show progress.", show_default="on a terminal"),
     ] = None,
-    max_batch_rows: Annotated[int | None, typer.Option(help="Stream: most rows per micro-batch.")] = None,
+    max_batch_rows: Annotated[
+        int | None, typer.Option(metavar="ROWS", help="Stream: most rows per micro-batch.")
+    ] = None,
     max_wait: Annotated[
-        str | None, typer.Option(help="Stream: longest wait to fill a micro-batch, e.g. 50ms.")
+        str | None,
+        typer.Option(metavar="DURATION", help="Stream: longest wait to fill a micro-batch, e.g. `50ms`."),
     ] = None,
 ) -> None:
     """Run a pipeline file as a batch or stream job."""
@@ -69,19 +94,23 @@ def run(
                 options["max_batch_rows"] = max_batch_rows
             if max_wait is not None:
                 options["max_wait"] = max_wait
-            options["live"] = progress if progress is not None else sys.stderr.isatty()
+            # the live view redraws in place: on a terminal only (a log file would get frames)
+            options["live"] = progress is not False and sys.stderr.isatty()
         elif max_batch_rows is not None or max_wait is not None:
             raise RiverbedError("--max-batch-rows and --max-wait are stream options")
         result = pipeline.run(mode, progress=progress, home=home, **options)  # type: ignore[arg-type]
-    except RiverbedError as exc:
+    except KeyboardInterrupt:
+        err.print("stopped (interrupted)")
+        raise typer.Exit(130) from None
+    except Exception as exc:
         _fail(exc)
     else:
-        err.print(result.summary(), highlight=False)
+        err.print(result.summary(), markup=False)
 
 
-@app.command()
+@app.command(cls=Command)
 def plan(
-    file: Annotated[str, typer.Argument(help="Pipeline file (FILE or FILE:FUNCTION).")],
+    file: FileArg,
     param: Params = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the plan as JSON.")] = False,
     home: Home = None,
@@ -92,40 +121,73 @@ def plan(
     try:
         pipeline = load_pipeline(file, parse_params(param or []))
         schemas = pipeline.validate(home=home)
-    except RiverbedError as exc:
+    except Exception as exc:
         _fail(exc)
-        return
     if as_json:
         out.print_json(pipeline.to_json())
         return
     p = pipeline.plan()
-    out.print(f"[bold]pipeline[/] {p.name!r}: {len(p.nodes)} steps, valid", highlight=False)
+    steps = f"{len(p.nodes)} step" + ("" if len(p.nodes) == 1 else "s")
+    out.print(f"[bold]pipeline[/] {escape(repr(p.name))}: {steps}, valid")
     for node in p.nodes:
-        src = f"  [dim]<- {', '.join(node.inputs)}[/]" if node.inputs else ""
-        out.print(f"  [cyan]{node.id}[/]: {node.describe()}{src}", highlight=False)
+        src = f"  [dim]<- {escape(', '.join(node.inputs))}[/]" if node.inputs else ""
+        out.print(f"  [cyan]{escape(node.id)}[/]: {escape(node.describe())}{src}")
         schema = schemas.get(node.id)
         cols = ", ".join(f"{k}: {v}" for k, v in schema.items()) if schema else "(known at run time)"
-        out.print(f"      [dim]{cols}[/]", highlight=False)
+        out.print(f"      [dim]{escape(cols)}[/]")
 
 
-@app.command()
+@app.command(cls=Command)
 def demo(
-    directory: Annotated[Path, typer.Option("--dir", help="Where to put the demo data and outputs.")] = Path(
-        "riverbed-demo"
-    ),
-    events: Annotated[int, typer.Option(help="Events in the generated day of sales.")] = 1_000_000,
-    progress: Annotated[bool, typer.Option("--progress/--no-progress")] = True,
+    directory: Annotated[
+        Path, typer.Option("--dir", metavar="DIR", help="Where to put the demo data and outputs.")
+    ] = Path("riverbed-demo"),
+    events: Annotated[
+        int, typer.Option(metavar="N", help="Events in the generated day of sales.")
+    ] = 1_000_000,
+    progress: Annotated[
+        bool | None,
+        typer.Option("--progress/--no-progress", help="Show progress.", show_default="on a terminal"),
+    ] = None,
 ) -> None:
     """Generate a day of sales and run the end-of-day report as a batch job."""
     from riverbed.cli._demo import run_demo
 
     try:
         run_demo(directory, events=events, progress=progress, console=out)
-    except RiverbedError as exc:
+    except Exception as exc:  # every failure ends as one `error:` message
         _fail(exc)
 
 
-@app.command()
+@app.command(cls=Command)
+def gen(
+    out_path: Annotated[
+        Path,
+        typer.Option("--out", metavar="PATH", help="Output Parquet file (a directory with `--files`)."),
+    ],
+    events: Annotated[int, typer.Option(metavar="N", help="Number of events.")] = 1_000_000,
+    files: Annotated[int, typer.Option(metavar="K", help="Split into K files, in arrival order.")] = 1,
+    seed: Annotated[int, typer.Option(metavar="SEED", help="Random seed: the same seed, the same data.")] = 0,
+) -> None:
+    """Generate sales events (the data the README's examples use) as Parquet.
+
+    Columns: `event_id`, `ts_ms` (epoch milliseconds, a few seconds behind arrival, a few
+    stragglers minutes behind), `store_id` (a few hot stores), `product_id`, `amount` (about 2%
+    refunds).
+    """
+    from riverbed._gen import generate, write
+
+    if events < 0 or files < 1:
+        _fail(RiverbedError(f"--events must be >= 0 and --files >= 1, got {events} and {files}"))
+    try:
+        paths = write(generate(events, seed), out_path, files)
+    except OSError as exc:
+        _fail(RiverbedError(f"cannot write {out_path}: {exc}"))
+    where = paths[0] if len(paths) == 1 else f"{out_path} ({len(paths)} files)"
+    err.print(f"wrote {events:,} event{'' if events == 1 else 's'} to {escape(str(where))}")
+
+
+@app.command(cls=Command)
 def version() -> None:
     """Print riverbed's version."""
     from riverbed import __version__
@@ -137,5 +199,5 @@ app.add_typer(log_app, name="log", help="The embedded replayable log: topics, pr
 
 
 def main() -> None:
-    """Entry point of the ``riverbed`` console script."""
-    app()
+    """Entry point of the ``riverbed`` console script (and ``python -m riverbed.cli``)."""
+    app(prog_name="riverbed")

@@ -13,37 +13,43 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import os
 import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
-import polars as pl
 import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from riverbed._errors import ConfigError, RiverbedError, SourceError
+from riverbed._errors import ConfigError, RecordError, RiverbedError, SourceError
+from riverbed._humanize import plural
 from riverbed._time import format_ms, to_ms
-from riverbed.eventlog import Log, Topic
+from riverbed.cli._help import Command, new_app
 
-log_app = typer.Typer(
-    help="The embedded replayable log: topics, produce, consume.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-)
+if TYPE_CHECKING:
+    import polars as pl
+
+    from riverbed.eventlog import Topic
+
+log_app = new_app(help="The embedded replayable log: topics, produce, consume.", no_args_is_help=True)
 _out = Console(soft_wrap=True)
 _err = Console(stderr=True, soft_wrap=True)
 
 Home = Annotated[
     Path | None,
-    typer.Option("--home", help="riverbed's data directory [default: $RIVERBED_HOME or ./.riverbed]"),
+    typer.Option(
+        "--home",
+        metavar="DIR",
+        help="riverbed's data directory.",
+        show_default="$RIVERBED_HOME or ./.riverbed",
+    ),
 ]
-TopicArg = Annotated[str, typer.Argument(help="Topic name.")]
+TopicArg = Annotated[str, typer.Argument(metavar="TOPIC", help="Topic name.")]
 
 _STDIN_CHUNK = 1 << 20
 _CONSUME_ROWS = 10_000
@@ -77,7 +83,7 @@ def _retention(topic: Topic) -> str:
     return ", ".join(parts) or "forever"
 
 
-@log_app.command()
+@log_app.command(cls=Command)
 def create(
     topic: TopicArg,
     partitions: Annotated[int, typer.Option("--partitions", help="Number of partitions.")] = 1,
@@ -91,16 +97,21 @@ def create(
     home: Home = None,
 ) -> None:
     """Create a topic."""
+    from riverbed.eventlog import Log
+
     with _cli_errors(), Log(home) as log:
         ret_ms = None if retention is None else to_ms(retention, what="--retention")
         t = log.create_topic(topic, partitions, ret_ms, retention_bytes)
         _out.print(
-            f"created topic {escape(topic)!r}: {t.partitions} partition(s), retention {_retention(t)}",
+            f"created topic {escape(repr(topic))}: {plural(t.partitions, 'partition')}, "
+            f"retention {_retention(t)}",
             highlight=False,
         )
 
 
 def _read_file(path: str, schema: pl.Schema | None) -> pl.DataFrame:
+    import polars as pl
+
     suffix = Path(path).suffix.lower()
     if not Path(path).is_file():
         raise SourceError(f"no such file: {path}")
@@ -113,18 +124,107 @@ def _read_file(path: str, schema: pl.Schema | None) -> pl.DataFrame:
         if suffix in (".parquet", ".pq"):
             return pl.read_parquet(path)
     except pl.exceptions.PolarsError as exc:
-        raise SourceError(f"cannot read {path}: {exc}") from exc
+        data = Path(path).read_bytes()
+        if suffix in (".jsonl", ".ndjson", ".json"):
+            found = _first_bad_json_line(data, schema, first_line=1)
+        elif schema is not None:
+            found = _first_bad_csv_line(data, schema, path, "\t" if suffix == ".tsv" else ",")
+        else:
+            found = None
+        if found is None:
+            raise SourceError(f"cannot read {path}: {str(exc).splitlines()[0]}") from None
+        line, raw, why = found
+        raise SourceError(
+            f"{path}: line {line}: {why}\n  record: {raw[:200]}\n  nothing was appended"
+        ) from None
     raise ConfigError(
         f"cannot tell the format of {path!r} from its extension; expected .jsonl, .ndjson, "
         ".json, .csv, .tsv, .parquet or .pq (use - for JSON lines on stdin)"
     )
 
 
-def _parse_jsonl(data: bytes, schema: pl.Schema | None, where: str) -> pl.DataFrame:
+def _first_bad_json_line(
+    data: bytes, schema: pl.Schema | None, first_line: int
+) -> tuple[int, str, str] | None:
+    """(line number, text, why) of the first line of ``data`` that is not a JSON object that
+    fits ``schema``, or None."""
+    import polars as pl
+
+    lines = data.split(b"\n")
+    for n, raw in enumerate(lines):
+        if not raw.strip():
+            continue
+        text = raw.decode("utf-8", "backslashreplace").rstrip("\r")
+        try:
+            obj = json.loads(raw)
+        except ValueError as exc:
+            return first_line + n, text, f"invalid JSON: {exc}"
+        if not isinstance(obj, dict):
+            return first_line + n, text, f"expected a JSON object, got {type(obj).__name__}"
+    # every line is JSON: the first that does not fit the schema, by halving
+    lo, hi = 0, len(lines)
+    if _fits(lines, schema):
+        return None
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if _fits(lines[lo:mid], schema):
+            lo = mid
+        else:
+            hi = mid
+    text = lines[lo].decode("utf-8", "backslashreplace").rstrip("\r")
+    try:
+        pl.read_ndjson(io.BytesIO(lines[lo]), schema=schema)
+        why = "does not fit the topic's schema"
+    except pl.exceptions.PolarsError as exc:
+        why = f"does not fit the topic's schema: {str(exc).splitlines()[0]}"
+    return first_line + lo, text, why
+
+
+def _fits(lines: list[bytes], schema: pl.Schema | None) -> bool:
+    import polars as pl
+
+    try:
+        pl.read_ndjson(io.BytesIO(b"\n".join(lines) + b"\n"), schema=schema)
+        return True
+    except pl.exceptions.PolarsError:
+        return False
+
+
+def _first_bad_csv_line(data: bytes, schema: pl.Schema, path: str, sep: str) -> tuple[int, str, str] | None:
+    from riverbed.connectors._textparse import parse_csv_text
+
+    try:
+        parse_csv_text(data, schema, source=path, first_line=2, on_error="fail", separator=sep)
+    except RecordError as exc:
+        line = int(str(exc.position).split()[-1])
+        where = f"column {exc.field!r}: " if exc.field else ""
+        return line, str(exc.raw), where + str(exc).split(": ", 2)[-1].splitlines()[0]
+    except SourceError:
+        return None
+    return None
+
+
+def _parse_jsonl(
+    data: bytes, schema: pl.Schema | None, where: str, first_line: int, done: int
+) -> pl.DataFrame:
+    import polars as pl
+
     try:
         return pl.read_ndjson(io.BytesIO(data), schema=schema)
     except pl.exceptions.PolarsError as exc:
-        raise SourceError(f"cannot read JSON lines from {where}: {exc}") from exc
+        found = _first_bad_json_line(data, schema, first_line)
+        before = (
+            f"{done:,} record{'' if done == 1 else 's'} from the lines before line {first_line} "
+            f"{'was' if done == 1 else 'were'} appended; nothing from line {first_line} on"
+            if done
+            else "nothing was appended"
+        )
+        if found is None:
+            raise SourceError(
+                f"cannot read JSON lines from {where}: {str(exc).splitlines()[0]}\n  {before}"
+            ) from None
+        line, raw, why = found
+        raise SourceError(f"{where}: line {line}: {why}\n  record: {raw[:200]}\n  {before}") from None
 
 
 def _stdin_chunks() -> Iterator[bytes]:
@@ -142,7 +242,7 @@ def _stdin_chunks() -> Iterator[bytes]:
         yield rest
 
 
-@log_app.command()
+@log_app.command(cls=Command)
 def produce(
     topic: TopicArg,
     source: Annotated[str, typer.Argument(metavar="FILE|-", help="JSONL, CSV or Parquet file; - for stdin.")],
@@ -150,19 +250,23 @@ def produce(
     home: Home = None,
 ) -> None:
     """Append records from a file (format from its extension) or JSON lines from stdin."""
+    from riverbed.eventlog import Log
+
     with _cli_errors(), Log(home) as log:
         t = log.topic(topic)
         total = 0
         if source == "-":
+            line = 1
             for chunk in _stdin_chunks():
-                df = _parse_jsonl(chunk, t.schema, "stdin")
+                df = _parse_jsonl(chunk, t.schema, "stdin", first_line=line, done=total)
                 t.append(df, key=key)
                 total += df.height
+                line += chunk.count(b"\n")
         else:
             df = _read_file(source, t.schema)
             t.append(df, key=key)
             total = df.height
-        _err.print(f"produced {total} record(s) to {escape(topic)!r}", highlight=False)
+        _err.print(f"produced {plural(total, 'record')} to {escape(repr(topic))}", highlight=False)
 
 
 def _start_positions(t: Topic, group: str | None, from_beginning: bool) -> dict[int, int]:
@@ -180,7 +284,7 @@ def _start_positions(t: Topic, group: str | None, from_beginning: bool) -> dict[
     return positions
 
 
-@log_app.command()
+@log_app.command(cls=Command)
 def consume(
     topic: TopicArg,
     from_beginning: Annotated[
@@ -200,10 +304,12 @@ def consume(
 ) -> None:
     """Print records as JSON lines on stdout, partition by partition.
 
-    With ``--group`` a partition starts at the group's committed position (others at the
-    beginning or the end, per ``--from-beginning``), and positions are committed as records
+    With `--group` a partition starts at the group's committed position (others at the
+    beginning or the end, per `--from-beginning`), and positions are committed as records
     are printed and for every partition on exit.
     """
+    from riverbed.eventlog import Log
+
     with _cli_errors(), Log(home) as log:
         t = log.topic(topic)
         positions = _start_positions(t, group, from_beginning)
@@ -240,9 +346,11 @@ def consume(
             t.commit(group, positions)
 
 
-@log_app.command("topics")
+@log_app.command("topics", cls=Command)
 def list_topics(home: Home = None) -> None:
     """List the topics."""
+    from riverbed.eventlog import Log
+
     with _cli_errors(), Log(home) as log:
         names = log.topics()
         if not names:
@@ -262,9 +370,11 @@ def list_topics(home: Home = None) -> None:
         _out.print(table)
 
 
-@log_app.command()
+@log_app.command(cls=Command)
 def describe(topic: TopicArg, home: Home = None) -> None:
     """Per partition: start and end offsets, records, size, and lag per consumer group."""
+    from riverbed.eventlog import Log
+
     with _cli_errors(), Log(home) as log:
         t = log.topic(topic)
         d = t.describe()

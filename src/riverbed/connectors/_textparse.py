@@ -4,30 +4,52 @@ Bad records are reported with their file, line, field, raw text and the reason, 
 raise (``on_error="fail"``, the first bad record in file order) or come back as dead letters
 (``on_error="dead_letter"``). The work is vectorized; a per-record Python path runs only for
 CSV text with quotes (a record may span lines) and for JSON lines that do not decode.
+
+Every value is judged on its own (no format is inferred from the first value), so the result
+does not depend on how a file was cut into chunks. Lines that are not valid UTF-8 are bad
+records, never silently repaired.
 """
 
 from __future__ import annotations
 
 import csv
-import io
 import json
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import polars as pl
 
 from riverbed._errors import RecordError, SourceError
+from riverbed.connectors._textdates import parse_datetime
 from riverbed.connectors.base import DEAD_LETTER_SCHEMA
 
 OnError = Literal["fail", "dead_letter"]
 LINE = "__rb_line"
 RAW = "__rb_raw"
+FILE = "__rb_file"  # the index of the piece (file) a row came from, when several are parsed at once
+SRC = "__rb_src"
+_LETTERS = pl.Schema([(FILE, pl.Int64()), (LINE, pl.Int64()), *DEAD_LETTER_SCHEMA.items()])
+_FIELD_LIMIT = 2**31 - 1  # Python's csv stops at 128 KiB per field by default
+
+
+@dataclass(frozen=True)
+class TextOptions:
+    """How text records are checked: time formats, and the event-time column that must be set."""
+
+    formats: tuple[str, ...] | None = None
+    event_time: str | None = None
 
 
 def _is_nested(dtype: pl.DataType) -> bool:
     return isinstance(dtype, pl.List | pl.Struct | pl.Array)
 
 
-def _cast(name: str, dtype: pl.DataType) -> pl.Expr:
+def _coalesce_formats(s: pl.Expr, formats: tuple[str, ...], parse: Any) -> pl.Expr:
+    out = [parse(s, f) for f in formats]
+    return pl.coalesce(out) if len(out) > 1 else out[0]
+
+
+def _cast(name: str, dtype: pl.DataType, formats: tuple[str, ...] | None = None) -> pl.Expr:
     """Vectorized string -> dtype conversion that yields null where a value does not parse."""
     s = pl.col(name)
     if dtype == pl.String:
@@ -42,13 +64,92 @@ def _cast(name: str, dtype: pl.DataType) -> pl.Expr:
             .otherwise(None)
         )
     if isinstance(dtype, pl.Datetime):
-        out = s.str.strip_chars().str.to_datetime(time_unit=dtype.time_unit or "us", strict=False)
-        return out.dt.replace_time_zone(dtype.time_zone) if dtype.time_zone else out
+        return parse_datetime(s, dtype, formats)
     if dtype == pl.Date:
-        return s.str.strip_chars().str.to_date(strict=False)
+        return _coalesce_formats(
+            s.str.strip_chars(),
+            formats or ("%Y-%m-%d",),
+            lambda e, f: e.str.to_date(f, strict=False, exact=True),
+        )
+    if dtype == pl.Time:
+        return _coalesce_formats(
+            s.str.strip_chars(),
+            ("%H:%M:%S%.f", "%H:%M"),
+            lambda e, f: e.str.to_time(f, strict=False),
+        )
     if dtype.is_numeric():
         return s.str.strip_chars().cast(dtype, strict=False)
     return s.cast(dtype, strict=False)
+
+
+def _letters(rows: list[dict[str, Any]]) -> pl.DataFrame:
+    """Dead letters plus their file index and line number, from dicts."""
+    return pl.DataFrame(rows, schema=_LETTERS)
+
+
+def _letter(
+    file: int, line: int, source: str, error: str, raw: str, field: str | None = None
+) -> dict[str, Any]:
+    return {
+        FILE: file,
+        LINE: line,
+        "source": source,
+        "position": f"line {line}",
+        "field": field,
+        "error": error,
+        "raw": raw,
+    }
+
+
+def _settle(
+    good: pl.DataFrame, letters: list[pl.DataFrame], *, on_error: OnError
+) -> tuple[pl.DataFrame, pl.DataFrame | None]:
+    """Order the dead letters by file and line; raise for the first one, or return them
+    (both frames keep ``__rb_file``, the index of the piece each row came from)."""
+    letters = [f for f in letters if f.height]
+    if not letters:
+        return good, None
+    bad = pl.concat([f.select(_LETTERS.names()).cast(_LETTERS) for f in letters])
+    bad = bad.sort(FILE, LINE, maintain_order=True)
+    if on_error == "fail":
+        row = bad.row(0, named=True)
+        where = f", column {row['field']!r}" if row["field"] else ""
+        raise RecordError(
+            f"{row['source']}: {row['position']}{where}: {row['error']}\n"
+            f"  record: {row['raw'][:200]}\n"
+            "  hint: fix the record, or read with on_error='dead_letter' to divert bad rows",
+            source=row["source"],
+            position=row["position"],
+            field=row["field"],
+            raw=row["raw"],
+        )
+    return good, bad.drop(LINE)
+
+
+def decode_lines(
+    data: bytes, *, source: str, first_line: int, bom: bool, file: int = 0
+) -> tuple[str, pl.DataFrame | None]:
+    """UTF-8 text, and dead letters for the lines that are not valid UTF-8 (blanked in the text,
+    so line numbers stay), or None. ``bom``: drop a byte-order mark at the start."""
+    try:
+        text = data.decode("utf-8")
+        letters = None
+    except UnicodeDecodeError:
+        lines: list[str] = []
+        rows = []
+        for i, chunk in enumerate(data.split(b"\n")):
+            try:
+                lines.append(chunk.decode("utf-8"))
+            except UnicodeDecodeError as exc:
+                lines.append("")
+                raw = chunk.decode("utf-8", "backslashreplace").rstrip("\r")
+                why = f"invalid UTF-8 at byte {exc.start + 1} of the line"
+                rows.append(_letter(file, first_line + i, source, why, raw))
+        text = "\n".join(lines)
+        letters = _letters(rows)
+    if bom and text.startswith("\ufeff"):
+        text = text[1:]
+    return text, letters
 
 
 def check_and_cast(
@@ -57,96 +158,89 @@ def check_and_cast(
     *,
     source: str,
     on_error: OnError,
+    options: TextOptions = TextOptions(),
 ) -> tuple[pl.DataFrame, pl.DataFrame | None]:
     """Cast string columns of ``raw`` (plus ``__rb_line``/``__rb_raw``) to ``schema``.
 
     Returns the good rows (exactly ``schema``) and the dead letters (or None).
     """
-    good, letters = _check(raw, schema, source=source)
-    return _settle(good, [letters], source=source, on_error=on_error)
+    raw = raw.with_columns(pl.lit(source).alias(SRC), pl.lit(0, pl.Int64).alias(FILE))
+    good, letters = _check(raw, schema, options=options)
+    good, dead = _settle(good, [letters], on_error=on_error)
+    return good.drop(FILE), None if dead is None else dead.drop(FILE)
 
 
-def _letters(rows: list[dict[str, Any]]) -> pl.DataFrame:
-    """Dead letters plus their line number (``__rb_line``), from dicts."""
-    return pl.DataFrame(rows, schema={LINE: pl.Int64, **DEAD_LETTER_SCHEMA})
-
-
-def _settle(
-    good: pl.DataFrame, letters: list[pl.DataFrame], *, source: str, on_error: OnError
-) -> tuple[pl.DataFrame, pl.DataFrame | None]:
-    """Order the dead letters by line; raise for the first one, or return them."""
-    bad = pl.concat([f.cast({LINE: pl.Int64}) for f in letters if f.height] or [_letters([])])
-    if bad.height == 0:
-        return good, None
-    bad = bad.sort(LINE, maintain_order=True)
-    if on_error == "fail":
-        row = bad.row(0, named=True)
-        where = f", column {row['field']!r}" if row["field"] else ""
-        raise RecordError(
-            f"{source}: {row['position']}{where}: {row['error']}\n"
-            f"  record: {row['raw'][:200]}\n"
-            "  hint: fix the record, or read with on_error='dead_letter' to divert bad rows",
-            source=source,
-            position=row["position"],
-            field=row["field"],
-            raw=row["raw"],
-        )
-    return good, bad.drop(LINE)
-
-
-def _check(raw: pl.DataFrame, schema: pl.Schema, *, source: str) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Good rows (exactly ``schema``) and dead letters with their ``__rb_line``."""
+def _check(
+    raw: pl.DataFrame, schema: pl.Schema, *, options: TextOptions = TextOptions()
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Good rows (``schema`` plus ``__rb_file``) and dead letters, from text columns plus
+    ``__rb_file``, ``__rb_src``, ``__rb_line`` and ``__rb_raw``."""
     text_cols = [c for c, t in schema.items() if not _is_nested(t)]
-    parsed = raw.with_columns(
-        *(_cast(c, schema[c]).alias(f"__rb_p_{c}") for c in text_cols),
+    parsed = raw.lazy().with_columns(
+        *(_cast(c, schema[c], options.formats).alias(f"__rb_p_{c}") for c in text_cols),
     )
-    fails = [
-        (pl.col(c).is_not_null() & (pl.col(c) != "") & pl.col(f"__rb_p_{c}").is_null()).alias(f"__rb_f_{c}")
-        for c in text_cols
-        if schema[c] != pl.String
-    ]
-    if fails:
-        parsed = parsed.with_columns(*fails)
-        flag_cols = [f"__rb_f_{c}" for c in text_cols if schema[c] != pl.String]
-        bad_mask = pl.any_horizontal(flag_cols)
-        bad = parsed.filter(bad_mask)
-    else:
-        flag_cols = []
-        bad = parsed.clear()
-    good = parsed.filter(~pl.any_horizontal(flag_cols)) if flag_cols else parsed
-    good = good.select(
-        *(pl.col(f"__rb_p_{c}").alias(c) if c in text_cols else pl.col(c).cast(t) for c, t in schema.items())
+    # (field, failed?, why) in column order; the first failing check names the record's error
+    checks: list[tuple[str, pl.Expr, pl.Expr]] = []
+    for c in schema.names():
+        col = pl.col(c)
+        if c == options.event_time:
+            empty = col.is_null()
+            if c in text_cols:
+                empty = empty | (col.cast(pl.String).str.strip_chars() == "")
+            checks.append((c, empty, pl.lit(f"the event time {c!r} is missing (null or empty)")))
+        if c in text_cols and schema[c] != pl.String:
+            failed = col.is_not_null() & (col != "") & pl.col(f"__rb_p_{c}").is_null()
+            why = pl.format(
+                "cannot parse {} as {}", col.map_elements(repr, pl.String), pl.lit(str(schema[c]))
+            )
+            checks.append((c, failed, why))
+    flags = [f"__rb_f_{i}" for i in range(len(checks))]
+    out = [pl.col(f"__rb_p_{c}").alias(c) if c in text_cols else pl.col(c).cast(t) for c, t in schema.items()]
+    if not checks:
+        return parsed.select(*out, FILE).collect(), _letters([])
+    parsed = parsed.with_columns(
+        failed.alias(flag) for (_, failed, _), flag in zip(checks, flags, strict=True)
     )
+    flagged = parsed.with_columns(pl.any_horizontal(flags).alias("__rb_bad")).collect()
+    good = flagged.filter(~pl.col("__rb_bad")).select(*out, FILE)
+    bad = flagged.filter(pl.col("__rb_bad"))
     if bad.height == 0:
         return good, _letters([])
-    # name the first failing field of each bad row
-    field = pl.coalesce(*(pl.when(pl.col(f)).then(pl.lit(f.removeprefix("__rb_f_"))) for f in flag_cols))
-    bad = bad.with_columns(__rb_field=field)
-    bad = bad.with_columns(
-        __rb_value=pl.coalesce(
-            *(pl.when(pl.col("__rb_field") == c).then(pl.col(c)) for c in text_cols if schema[c] != pl.String)
-        ),
-        __rb_type=pl.coalesce(
-            *(
-                pl.when(pl.col("__rb_field") == c).then(pl.lit(str(schema[c])))
-                for c in text_cols
-                if schema[c] != pl.String
-            )
-        ),
-    )
     letters = bad.select(
+        FILE,
         pl.col(LINE).cast(pl.Int64),
-        source=pl.lit(source),
+        source=pl.col(SRC),
         position=pl.format("line {}", pl.col(LINE)),
-        field=pl.col("__rb_field"),
-        error=pl.format(
-            "cannot parse {} as {}",
-            pl.col("__rb_value").map_elements(repr, pl.String),
-            pl.col("__rb_type"),
+        field=pl.coalesce(
+            pl.when(pl.col(f)).then(pl.lit(c)) for (c, _, _), f in zip(checks, flags, strict=True)
         ),
+        error=pl.coalesce(pl.when(pl.col(f)).then(why) for (_, _, why), f in zip(checks, flags, strict=True)),
         raw=pl.col(RAW),
     )
-    return good, letters.cast(DEAD_LETTER_SCHEMA)
+    return good, letters
+
+
+Piece = tuple[str, bytes, int]
+"""One text input: its source name (file), its bytes, and the file line number of its first line."""
+
+
+def _lines_frame(items: list[tuple[int, str, str, int]]) -> pl.DataFrame:
+    """(file index, source, text, first line number) -> one row per non-blank line, with
+    ``__rb_file``, ``__rb_src``, ``__rb_line`` and ``__rb_raw`` (a trailing ``\\r`` removed)."""
+    texts = pl.DataFrame(
+        [(i, src, text, first) for i, src, text, first in items],
+        schema={FILE: pl.Int64, SRC: pl.String, RAW: pl.String, LINE: pl.Int64},
+        orient="row",
+    )
+    return (
+        texts.lazy()
+        .with_columns(pl.col(RAW).str.split("\n"))
+        .with_columns(pl.int_ranges(pl.col(LINE), pl.col(LINE) + pl.col(RAW).list.len()).alias(LINE))
+        .explode(RAW, LINE)
+        .with_columns(pl.col(RAW).str.strip_suffix("\r"))
+        .filter(pl.col(RAW).str.strip_chars() != "")
+        .collect()
+    )
 
 
 def parse_csv_text(
@@ -159,110 +253,215 @@ def parse_csv_text(
     separator: str = ",",
     has_header: bool = True,
     header: list[str] | None = None,
+    options: TextOptions = TextOptions(),
 ) -> tuple[pl.DataFrame, pl.DataFrame | None]:
     """Parse CSV bytes with every field as text, then check and cast against ``schema``.
 
     ``first_line`` is the file line number of the first data row. Blank lines are skipped;
-    a record with the wrong number of fields is a bad record (``field`` is null).
+    a record with the wrong number of fields is a bad record (``field`` is null). An empty
+    file (not even a header) has no rows.
     """
-    text = data.decode("utf-8", errors="replace")
-    if has_header and text.startswith("\ufeff"):
-        text = text[1:]
-    split = _csv_quoted if '"' in text else _csv_plain
-    raw, ragged, names = split(text, separator, header if not has_header else None, first_line)
-    missing = [c for c in schema.names() if c not in names]
-    if missing:
-        raise SourceError(
-            f"{source}: the declared schema names column(s) {missing} that the CSV header "
-            f"does not have.\n  header: {names}"
+    piece = (source, data, first_line - (1 if has_header else 0))
+    good, dead = parse_csv_pieces(
+        [piece],
+        schema,
+        on_error=on_error,
+        separator=separator,
+        header=None if has_header else header,
+        options=options,
+    )
+    return good.drop(FILE), None if dead is None else dead.drop(FILE)
+
+
+def parse_csv_pieces(
+    pieces: list[Piece],
+    schema: pl.Schema,
+    *,
+    on_error: OnError,
+    separator: str = ",",
+    header: list[str] | None = None,
+    options: TextOptions = TextOptions(),
+) -> tuple[pl.DataFrame, pl.DataFrame | None]:
+    """Parse CSV texts (each with its header line, unless ``header`` is given) in one go.
+
+    Returns good rows and dead letters, both with ``__rb_file`` (the index of their piece).
+    Texts without quotes that share a header are split together, vectorized.
+    """
+    letters: list[pl.DataFrame] = []
+    oks: list[pl.DataFrame] = []
+    plain: dict[tuple[str, ...], list[tuple[int, str, str, int]]] = {}
+    for i, (source, data, first) in enumerate(pieces):
+        text, bad = decode_lines(data, source=source, first_line=first, bom=header is None, file=i)
+        if bad is not None:
+            letters.append(bad)
+        names, body_first = header, first
+        if names is None:
+            if not text.strip():
+                continue  # an empty file: no header, no rows
+            first_row, _, text = text.partition("\n")
+            names, body_first = read_csv_header(first_row, separator), first + 1
+        missing = [c for c in schema.names() if c not in names]
+        if missing:
+            raise SourceError(
+                f"{source}: the declared schema names column(s) {missing} that the CSV header "
+                f"does not have.\n  header: {names}"
+            )
+        if '"' in text:
+            ok, ragged = _csv_quoted(text, separator, names, body_first, i, source)
+            oks.append(ok.select(FILE, SRC, LINE, RAW, *schema.names()))
+            letters.append(_ragged_letters(ragged, len(names)))
+        else:
+            plain.setdefault(tuple(names), []).append((i, source, text, body_first))
+    for shared, items in plain.items():
+        ok, ragged = _csv_plain(_lines_frame(items), separator, list(shared))
+        oks.append(ok.select(FILE, SRC, LINE, RAW, *schema.names()))
+        letters.append(_ragged_letters(ragged, len(shared)))
+    raw = (
+        pl.concat(oks)
+        if oks
+        else pl.DataFrame(
+            schema={
+                FILE: pl.Int64,
+                SRC: pl.String,
+                LINE: pl.Int64,
+                RAW: pl.String,
+                **{c: pl.String for c in schema.names()},
+            }
         )
-    ragged = ragged.with_columns(
-        source=pl.lit(source),
+    )
+    if len(oks) > 1:
+        raw = raw.sort(FILE, LINE, maintain_order=True)
+    good, bad = _check(raw, schema, options=options)
+    return _settle(good, [*letters, bad], on_error=on_error)
+
+
+def _ragged_letters(ragged: pl.DataFrame, width: int) -> pl.DataFrame:
+    return ragged.select(
+        FILE,
+        LINE,
+        source=pl.col(SRC),
         position=pl.format("line {}", pl.col(LINE)),
         field=pl.lit(None, pl.String),
         error=pl.when(pl.col("__rb_n") < 0)
-        .then(pl.lit("unbalanced quotes: a quoted field is not closed"))
-        .otherwise(pl.format(f"expected {len(names)} fields, got {{}}", pl.col("__rb_n"))),
+        .then(pl.col("__rb_why"))
+        .otherwise(pl.format(f"expected {width} fields, got {{}}", pl.col("__rb_n"))),
         raw=pl.col(RAW),
-    ).select(LINE, *DEAD_LETTER_SCHEMA.names())
-    good, bad = _check(raw, schema, source=source)
-    return _settle(good, [ragged, bad], source=source, on_error=on_error)
+    )
 
 
-def _csv_plain(
-    text: str, sep: str, header: list[str] | None, first_line: int
-) -> tuple[pl.DataFrame, pl.DataFrame, list[str]]:
+_RAGGED = {
+    FILE: pl.Int64,
+    SRC: pl.String,
+    LINE: pl.Int64,
+    RAW: pl.String,
+    "__rb_n": pl.Int64,
+    "__rb_why": pl.String,
+}
+
+
+def _csv_plain(frame: pl.DataFrame, sep: str, header: list[str]) -> tuple[pl.DataFrame, pl.DataFrame]:
     """CSV without quotes: one line is one record, fields split vectorized.
 
-    Returns the records with the right number of fields (text columns, ``__rb_line``,
-    ``__rb_raw``), the others (``__rb_line``, ``__rb_raw``, ``__rb_n``), and the header.
+    Returns the records with the right number of fields (text columns plus ``__rb_file``,
+    ``__rb_src``, ``__rb_line``, ``__rb_raw``) and the others (see ``_RAGGED``).
     """
-    lines = pl.Series(RAW, [text]).str.split("\n").explode().str.strip_suffix("\r")
-    if header is None:
-        header = lines[0].split(sep) if lines.len() and lines[0] else []
-        lines = lines.slice(1)
-    frame = pl.DataFrame(lines).with_row_index(LINE, offset=first_line)
-    frame = frame.filter(pl.col(RAW).str.strip_chars() != "")
-    frame = frame.with_columns(pl.col(RAW).str.split(sep).alias("__rb_fields")).with_columns(
-        pl.col("__rb_fields").list.len().alias("__rb_n")
+    split = frame.with_columns(pl.col(RAW).str.split(sep).alias("__rb_fields")).with_columns(
+        pl.col("__rb_fields").list.len().cast(pl.Int64).alias("__rb_n")
     )
     width = len(header)
-    ok = frame.filter(pl.col("__rb_n") == width)
     cols = [pl.col("__rb_fields").list.get(i).alias(name) for i, name in enumerate(header)]
-    ok = ok.with_columns(cols).select(
-        LINE, RAW, *(pl.when(pl.col(c) != "").then(pl.col(c)).alias(c) for c in dict.fromkeys(header))
+    ok = (
+        split.lazy()
+        .filter(pl.col("__rb_n") == width)
+        .with_columns(cols)
+        .select(
+            FILE,
+            SRC,
+            LINE,
+            RAW,
+            *(pl.when(pl.col(c) != "").then(pl.col(c)).alias(c) for c in dict.fromkeys(header)),
+        )
+        .collect()
     )
-    ragged = frame.filter(pl.col("__rb_n") != width).select(LINE, RAW, pl.col("__rb_n").cast(pl.Int64))
-    return ok, ragged, header
+    ragged = split.filter(pl.col("__rb_n") != width).select(
+        FILE, SRC, LINE, RAW, "__rb_n", pl.lit(None, pl.String).alias("__rb_why")
+    )
+    return ok, ragged
+
+
+def split_lines(text: str) -> list[str]:
+    """Lines of ``text`` split at ``\\n`` only (as the vectorized path does), ends kept."""
+    parts = text.split("\n")
+    lines = [p + "\n" for p in parts[:-1]]
+    if parts[-1]:
+        lines.append(parts[-1])
+    return lines
+
+
+def read_csv_header(line: str, sep: str) -> list[str]:
+    """Column names from a CSV header line (quotes and a byte-order mark handled)."""
+    line = line.removeprefix("\ufeff").rstrip("\r\n")
+    return next(csv.reader([line], delimiter=sep), [])
 
 
 def _csv_quoted(
-    text: str, sep: str, header: list[str] | None, first_line: int
-) -> tuple[pl.DataFrame, pl.DataFrame, list[str]]:
+    text: str, sep: str, header: list[str], first_line: int, file: int, source: str
+) -> tuple[pl.DataFrame, pl.DataFrame]:
     """CSV with quotes, record by record (a quoted field may hold separators and newlines),
     keeping each record's first line number and its raw text. Same results as
-    :func:`_csv_plain`."""
-    consumed: list[str] = []
-
-    def lines() -> Any:
-        for line in io.StringIO(text, newline=""):
-            consumed.append(line)
-            yield line
-
-    line_no = first_line - (1 if header is None else 0)
-    columns: list[list[str | None]] = []
+    :func:`_csv_plain`. A malformed record (say a quote never closed) is one bad line: reading
+    starts again on the next line, so good and bad records still add up to the input."""
+    lines = split_lines(text)
+    columns: list[list[str | None]] = [[] for _ in header]
     good_lines: list[int] = []
     good_raw: list[str] = []
-    bad: list[tuple[int, str, int]] = []
-    for record in csv.reader(lines(), delimiter=sep):
-        start, raw = line_no, "".join(consumed).rstrip("\r\n")
-        line_no += len(consumed)
-        consumed.clear()
-        if header is None:
-            header = record
-            columns = [[] for _ in header]
-            continue
-        if not record or (len(record) == 1 and not record[0].strip() and len(header) != 1):
-            continue  # a blank line
-        if raw.count('"') % 2:  # a quoted field left open runs on to the end of the file
-            bad.append((start, raw, -1))
-            continue
-        if len(record) != len(header):
-            bad.append((start, raw, len(record)))
-            continue
-        good_lines.append(start)
-        good_raw.append(raw)
-        for col, value in zip(columns, record, strict=True):
-            col.append(value if value != "" else None)
-    header = header or []
+    bad: list[tuple[int, str, int, str, int, str | None]] = []
+    pos = 0
+
+    def feed() -> Any:
+        nonlocal pos
+        while pos < len(lines):
+            pos += 1
+            yield lines[pos - 1]
+
+    old_limit = csv.field_size_limit(_FIELD_LIMIT)
+    try:
+        while pos < len(lines):
+            start = pos
+            try:
+                for record in csv.reader(feed(), delimiter=sep, strict=True):
+                    raw = "".join(lines[start:pos]).rstrip("\r\n")
+                    line_no, start = first_line + start, pos
+                    if not record or (len(record) == 1 and not record[0].strip() and len(header) != 1):
+                        continue  # a blank line
+                    if len(record) != len(header):
+                        bad.append((file, source, line_no, raw, len(record), None))
+                        continue
+                    good_lines.append(line_no)
+                    good_raw.append(raw)
+                    for col, value in zip(columns, record, strict=True):
+                        col.append(value if value != "" else None)
+            except csv.Error as exc:
+                why = (  # an odd count of quotes on the first line: one left open there
+                    "unbalanced quotes: a quoted field is not closed"
+                    if "end of data" in str(exc) or lines[start].count('"') % 2
+                    else f"malformed CSV: {exc}"
+                )
+                bad.append((file, source, first_line + start, lines[start].rstrip("\r\n"), -1, why))
+                pos = start + 1  # recover: the next line starts a new record
+    finally:
+        csv.field_size_limit(old_limit)
+    n = len(good_lines)
     data: dict[str, pl.Series] = {
+        FILE: pl.Series([file] * n, dtype=pl.Int64),
+        SRC: pl.Series([source] * n, dtype=pl.String),
         LINE: pl.Series(good_lines, dtype=pl.Int64),
         RAW: pl.Series(good_raw, dtype=pl.String),
     }
-    for name, col in zip(header, columns or [[] for _ in header], strict=True):
+    for name, col in zip(header, columns, strict=True):
         data.setdefault(name, pl.Series(col, dtype=pl.String))
-    ragged = pl.DataFrame(bad, schema={LINE: pl.Int64, RAW: pl.String, "__rb_n": pl.Int64}, orient="row")
-    return pl.DataFrame(data), ragged, header
+    ragged = pl.DataFrame(bad, schema=_RAGGED, orient="row")
+    return pl.DataFrame(data), ragged
 
 
 def _py_field(value: Any) -> str | None:
@@ -275,29 +474,50 @@ def _py_field(value: Any) -> str | None:
     return str(value)
 
 
-def parse_json_lines(
-    lines: pl.Series,
+def parse_json_text(
+    data: bytes,
     schema: pl.Schema,
     *,
     source: str,
     first_line: int,
     on_error: OnError,
+    options: TextOptions = TextOptions(),
 ) -> tuple[pl.DataFrame, pl.DataFrame | None]:
-    """Parse a Series of JSON-lines text against ``schema``; blank lines are skipped."""
-    frame = pl.DataFrame({RAW: lines}).with_row_index(LINE, offset=first_line)
-    frame = frame.filter(pl.col(RAW).str.strip_chars() != "")
+    """Parse JSON-lines bytes (``first_line``: the file line number of the first line)."""
+    good, dead = parse_json_pieces([(source, data, first_line)], schema, on_error=on_error, options=options)
+    return good.drop(FILE), None if dead is None else dead.drop(FILE)
+
+
+def parse_json_pieces(
+    pieces: list[Piece],
+    schema: pl.Schema,
+    *,
+    on_error: OnError,
+    options: TextOptions = TextOptions(),
+) -> tuple[pl.DataFrame, pl.DataFrame | None]:
+    """Parse JSON-lines texts in one go; blank lines are skipped. Both frames returned keep
+    ``__rb_file``, the index of the piece each row came from."""
+    letters: list[pl.DataFrame] = []
+    items = []
+    for i, (source, data, first) in enumerate(pieces):
+        text, bad = decode_lines(data, source=source, first_line=first, bom=first == 1, file=i)
+        if bad is not None:
+            letters.append(bad)
+        items.append((i, source, text, first))
+    frame = _lines_frame(items)
     flat = {c: (t if _is_nested(t) else pl.String) for c, t in schema.items()}
     try:
         decoded = frame.with_columns(pl.col(RAW).str.json_decode(pl.Struct(flat)).alias("__rb_s")).unnest(
             "__rb_s"
         )
-        return check_and_cast(decoded, schema, source=source, on_error=on_error)
+        good, bad = _check(decoded, schema, options=options)
+        return _settle(good, [*letters, bad], on_error=on_error)
     except pl.exceptions.PolarsError:
         pass  # some line does not decode: find it line by line below
     good_rows: dict[str, list[str | None]] = {c: [] for c in flat}
-    good_idx: list[int] = []
-    letters: list[dict[str, Any]] = []
-    for line_no, text in frame.select(LINE, RAW).iter_rows():
+    good_idx: list[tuple[int, int]] = []
+    rows: list[dict[str, Any]] = []
+    for file, source, line_no, text in frame.select(FILE, SRC, LINE, RAW).iter_rows():
         err = None
         field = None
         try:
@@ -315,29 +535,21 @@ def parse_json_lines(
                     err, field = f"expected {t}, got a JSON {type(v).__name__}", c
                     break
         if err is not None:
-            letters.append(
-                {
-                    LINE: line_no,
-                    "source": source,
-                    "position": f"line {line_no}",
-                    "field": field,
-                    "error": err,
-                    "raw": text,
-                }
-            )
+            rows.append(_letter(file, line_no, source, err, text, field))
             continue
         assert isinstance(obj, dict)
-        good_idx.append(line_no)
+        good_idx.append((file, line_no))
         for c in flat:
             good_rows[c].append(_py_field(obj.get(c)))
     good_frame = pl.DataFrame(
         {
-            LINE: pl.Series(good_idx, dtype=pl.UInt32),
+            FILE: pl.Series([f for f, _ in good_idx], dtype=pl.Int64),
+            LINE: pl.Series([n for _, n in good_idx], dtype=pl.Int64),
             **{c: pl.Series(v, dtype=pl.String) for c, v in good_rows.items()},
         }
-    ).join(frame.select(LINE, RAW).cast({LINE: pl.UInt32}), on=LINE, how="left")
+    ).join(frame.select(FILE, LINE, SRC, RAW), on=[FILE, LINE], how="left", maintain_order="left")
     nested = [c for c, t in schema.items() if _is_nested(t)]
     if nested:
         good_frame = good_frame.with_columns(pl.col(c).str.json_decode(schema[c]) for c in nested)
-    good, dead = _check(good_frame, schema, source=source)
-    return _settle(good, [_letters(letters), dead], source=source, on_error=on_error)
+    good, dead = _check(good_frame, schema, options=options)
+    return _settle(good, [*letters, _letters(rows), dead], on_error=on_error)

@@ -110,6 +110,17 @@ def resolve_sink(uri: str, *, pipeline: str | None = None, **options: Any) -> Si
         return sqlite(path, table, **options)
     from riverbed.connectors.files_sink import file_sink
 
+    name = uri.rstrip("/").rsplit("/", 1)[-1]
+    if "." not in name and not uri.endswith("/") and options.get("format") is None:
+        import difflib
+
+        close = difflib.get_close_matches(uri.lower(), ["console", "stdout"], n=1, cutoff=0.6)
+        if close:
+            raise ConfigError(
+                f"unknown sink {uri!r}: did you mean {close[0]!r}?\n"
+                "  hint: a file sink needs an extension (.parquet, .csv, .jsonl) or a trailing / "
+                "for a directory"
+            )
     fmt = options.pop("format", None)
     if uri.endswith("/") and fmt is None:
         fmt = "parquet"

@@ -41,7 +41,9 @@ class SourceContext:
     step: str = "source"
     progress: Any = None  # a riverbed._progress.Progress or None
     columns: list[str] | None = None  # the columns the pipeline uses (None: all); a hint
-    event_time: str | None = None  # the read step's event-time column, if it has one
+    # the read step's event-time column: a source that knows records' lines rejects a record
+    # whose event time is null or empty itself (RecordError, or a dead letter with its line)
+    event_time: str | None = None
 
 
 @dataclass

@@ -15,113 +15,27 @@ import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar
 
 import polars as pl
 
 from riverbed._errors import ConfigError, SourceError
-from riverbed.connectors._textparse import OnError, parse_csv_text, parse_json_lines
+from riverbed.connectors._files_fs import Format, _fs, format_of, is_remote, list_files
+from riverbed.connectors._textparse import (
+    FILE,
+    OnError,
+    TextOptions,
+    parse_csv_pieces,
+    parse_csv_text,
+    parse_json_pieces,
+    parse_json_text,
+)
 from riverbed.connectors.base import (
     Capabilities,
     Source,
     SourceContext,
     SourceReader,
 )
-
-Format = Literal["parquet", "csv", "jsonl"]
-_EXT: dict[str, Format] = {
-    ".parquet": "parquet",
-    ".pq": "parquet",
-    ".csv": "csv",
-    ".tsv": "csv",
-    ".jsonl": "jsonl",
-    ".ndjson": "jsonl",
-    ".json": "jsonl",
-}
-
-
-def format_of(path: str, explicit: str | None = None) -> Format:
-    """The file format from an explicit name or the extension."""
-    if explicit is not None:
-        if explicit not in ("parquet", "csv", "jsonl"):
-            raise ConfigError(f"unknown format {explicit!r}; use 'parquet', 'csv' or 'jsonl'")
-        return explicit  # type: ignore[return-value]
-    suffix = Path(path.rstrip("/").split("?")[0]).suffix.lower()
-    if suffix in (".gz", ".zst"):
-        suffix = Path(path[: -len(suffix)]).suffix.lower()
-    if suffix in _EXT:
-        return _EXT[suffix]
-    raise ConfigError(
-        f"cannot tell the format of {path!r} from its extension.\n"
-        "  hint: use .parquet, .csv, .jsonl (or .ndjson/.json), or pass format='csv'"
-    )
-
-
-def is_remote(path: str) -> bool:
-    """True for fsspec URLs other than plain local paths."""
-    return "://" in path and not path.startswith("file://")
-
-
-def _fs(path: str, storage_options: dict[str, Any] | None) -> tuple[Any, str]:
-    import fsspec
-
-    try:
-        fs, root = fsspec.core.url_to_fs(path, **(storage_options or {}))
-    except ImportError as exc:
-        proto = path.split("://", 1)[0]
-        hint = (
-            'pip install "riverbed[s3]"'
-            if proto in ("s3", "s3a")
-            else f"install the fsspec driver for {proto}://"
-        )
-        raise ConfigError(f"cannot open {path!r}: {exc}\n  hint: {hint}") from None
-    return fs, root
-
-
-def list_files(path: str, storage_options: dict[str, Any] | None = None) -> list[str]:
-    """Expand a file, glob or directory into a sorted list of files (URLs kept for remote)."""
-    fs, root = _fs(path, storage_options)
-    proto = path.split("://", 1)[0] + "://" if is_remote(path) else ""
-    try:
-        if any(ch in root for ch in "*?["):
-            # like a directory listing, skip hidden and marker files (.tmp parts, _SUCCESS),
-            # unless the pattern itself asks for them
-            hidden_ok = root.rstrip("/").rsplit("/", 1)[-1].startswith((".", "_"))
-            found = sorted(p for p in fs.glob(root) if hidden_ok or not Path(p).name.startswith((".", "_")))
-        elif fs.isdir(root):
-            found = sorted(
-                p
-                for p in fs.find(root)
-                if not Path(p).name.startswith((".", "_")) and Path(p).suffix.lower() in _EXT
-            )
-        elif fs.exists(root):
-            found = [root]
-        else:
-            found = []
-    except Exception as exc:  # fsspec drivers raise their own types
-        hint = ""
-        if "Credentials" in type(exc).__name__ or "credentials" in str(exc).lower():
-            hint = (
-                "\n  hint: give credentials (e.g. AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, or "
-                "storage_options={'key': ..., 'secret': ...})"
-            )
-        raise SourceError(f"cannot list {path!r}: {type(exc).__name__}: {exc}{hint}") from None
-    files = [p for p in found if not fs.isdir(p)]
-    if not files:
-        parent = root.rstrip("/")
-        while parent and (any(ch in parent for ch in "*?[") or not fs.exists(parent)):
-            parent = parent.rsplit("/", 1)[0] if "/" in parent else ""
-        parent = parent or "."
-        try:
-            there = sorted(Path(p).name for p in fs.ls(parent, detail=False))[:20]
-        except OSError:
-            there = []
-        raise SourceError(
-            f"no files match {path!r}.\n  {proto}{parent} holds: {', '.join(there) if there else '(nothing)'}"
-        )
-    if proto and not files[0].startswith(proto):
-        files = [proto + f for f in files]
-    return files
 
 
 def fit(name: str, have: pl.DataType, want: pl.DataType) -> pl.Expr:
@@ -137,6 +51,44 @@ def fit(name: str, have: pl.DataType, want: pl.DataType) -> pl.Expr:
     if have == pl.String and want == pl.Time:
         return col.str.to_time()
     return col.cast(want)
+
+
+def _globby(path: str) -> bool:
+    """Whether a (listed, literal) path holds characters Polars would take as a glob."""
+    return any(ch in path for ch in "*?[")
+
+
+def check_parquet_columns(file: str, schema: pl.Schema) -> list[str]:
+    """The columns of ``schema``, after checking a local Parquet file has exactly those (in any
+    order), as the batch reader requires; raises :class:`SourceError` naming the file if not."""
+    try:
+        if _globby(file):  # a literal name: do not let Polars expand it
+            with open(file, "rb") as fh:
+                have = pl.read_parquet_schema(fh)
+        else:
+            have = pl.read_parquet_schema(file)
+    except (OSError, pl.exceptions.PolarsError) as exc:
+        raise SourceError(
+            f"{file}: cannot read as Parquet: {str(exc).splitlines()[0]}\n"
+            "  hint: is the file complete? write files atomically (to a temporary name, then rename)"
+        ) from None
+    missing = [c for c in schema.names() if c not in have]
+    extra = [c for c in have if c not in schema]
+    if missing or extra:
+        what = "; ".join(
+            part
+            for part in (
+                f"it lacks column(s) {missing}" if missing else "",
+                f"it has column(s) {extra} that the first file has not" if extra else "",
+            )
+            if part
+        )
+        raise SourceError(
+            f"{file}: its columns differ from the other files': {what}.\n"
+            f"  expected: {schema.names()}\n"
+            "  hint: declare schema={...} to read only the columns you need from every file"
+        )
+    return schema.names()
 
 
 def _decompress(data: bytes, file: str) -> bytes:
@@ -170,6 +122,7 @@ class FileSource(Source):
     watch: bool = False
     tail: bool = False
     poll_interval: float | None = None
+    formats: tuple[str, ...] | None = None
 
     capabilities: ClassVar[Capabilities] = Capabilities(bounded=True, unbounded=True, replayable=True)
 
@@ -229,6 +182,8 @@ class FileSource(Source):
             fs, root = _fs(file, self.storage_options)
             with fs.open(root, "rb") as fh:
                 return io.BytesIO(fh.read())
+        if _globby(file):  # a literal name with [ or *: do not let Polars expand it
+            return io.BytesIO(Path(file).read_bytes())
         return file
 
     def _scan_native(self, file: str | list[str]) -> pl.LazyFrame:
@@ -237,13 +192,13 @@ class FileSource(Source):
         fmt = self.fmt(files[0])
         remote = is_remote(files[0])
         try:
-            if remote:
+            if remote or (fmt == "jsonl" and any(_globby(f) for f in files)):
                 frames = [self._read_whole(f, fmt) for f in files]
                 return pl.concat(frames, how="vertical_relaxed").lazy()
-            if fmt == "parquet":
-                return pl.scan_parquet(files)
+            if fmt == "parquet":  # the files are listed already: names are literal
+                return pl.scan_parquet(files, glob=False)
             if fmt == "csv":
-                return pl.scan_csv(files, separator=self.separator, infer_schema_length=10_000)
+                return pl.scan_csv(files, separator=self.separator, infer_schema_length=10_000, glob=False)
             return pl.scan_ndjson(files, infer_schema_length=10_000)
         except pl.exceptions.PolarsError as exc:
             raise SourceError(f"{self.path}: cannot read: {str(exc).splitlines()[0]}") from None
@@ -311,15 +266,40 @@ class FileSource(Source):
         """Declared schema over text files: parse record by record with line numbers."""
         return self.schema_ is not None and fmt in ("csv", "jsonl")
 
-    def read_file(self, file: str, schema: pl.Schema) -> tuple[pl.DataFrame, pl.DataFrame | None]:
+    def read_file(
+        self, file: str, schema: pl.Schema, event_time: str | None = None
+    ) -> tuple[pl.DataFrame, pl.DataFrame | None]:
         """Read one whole file into (rows, dead letters)."""
         fmt = self.fmt(file)
         if self._text_mode(fmt):
             src = self._open(file)
             data = src.getvalue() if isinstance(src, io.BytesIO) else Path(src).read_bytes()
-            return self._parse(_decompress(data, file), file, fmt, first_line=1)
+            return self._parse(_decompress(data, file), file, fmt, first_line=1, event_time=event_time)
         df = self._read_whole(file, fmt)
         return self._conform(df, schema, file), None
+
+    def read_text_files(
+        self, files: list[str], event_time: str | None = None
+    ) -> list[tuple[pl.DataFrame, pl.DataFrame | None]]:
+        """Read several whole text files of one format (declared schema) in one vectorized
+        parse; (rows, dead letters) for each file, in order."""
+        fmt = self.fmt(files[0])
+        schema = pl.Schema(self.schema_ or {})
+        options = TextOptions(formats=self.formats, event_time=event_time)
+        pieces = []
+        for f in files:
+            src = self._open(f)
+            data = src.getvalue() if isinstance(src, io.BytesIO) else Path(src).read_bytes()
+            pieces.append((f, _decompress(data, f), 1))
+        if fmt == "csv":
+            good, dead = parse_csv_pieces(
+                pieces, schema, on_error=self.on_error, separator=self.separator, options=options
+            )
+        else:
+            good, dead = parse_json_pieces(pieces, schema, on_error=self.on_error, options=options)
+        goods = good.partition_by(FILE, as_dict=True, include_key=False)
+        deads = dead.partition_by(FILE, as_dict=True, include_key=False) if dead is not None else {}
+        return [(goods.get((i,), good.clear().drop(FILE)), deads.get((i,))) for i in range(len(files))]
 
     def _parse(
         self,
@@ -329,8 +309,10 @@ class FileSource(Source):
         *,
         first_line: int,
         header: list[str] | None = None,
+        event_time: str | None = None,
     ) -> tuple[pl.DataFrame, pl.DataFrame | None]:
         schema = pl.Schema(self.schema_ or {})
+        options = TextOptions(formats=self.formats, event_time=event_time)
         if fmt == "csv":
             return parse_csv_text(
                 data,
@@ -341,11 +323,24 @@ class FileSource(Source):
                 separator=self.separator,
                 has_header=header is None,
                 header=header,
+                options=options,
             )
-        lines = pl.Series(data.decode("utf-8", errors="replace").split("\n"), dtype=pl.String)
-        if lines.len() and lines[-1] == "":
-            lines = lines.head(lines.len() - 1)
-        return parse_json_lines(lines, schema, source=file, first_line=first_line, on_error=self.on_error)
+        return parse_json_text(
+            data, schema, source=file, first_line=first_line, on_error=self.on_error, options=options
+        )
+
+    def _groups(self, files: list[str], budget: int = 64 << 20) -> list[list[str]]:
+        """Consecutive local files in groups of up to ``budget`` bytes, parsed together."""
+        groups: list[list[str]] = []
+        size = budget
+        for f in files:
+            n = os.path.getsize(f) if not is_remote(f) else budget
+            if size + n > budget or not groups:
+                groups.append([])
+                size = 0
+            groups[-1].append(f)
+            size += n
+        return groups
 
     def _conform(self, df: pl.DataFrame, schema: pl.Schema, file: str) -> pl.DataFrame:
         if df.schema == schema:
@@ -379,19 +374,26 @@ class FileSource(Source):
         if self._text_mode(fmt) or is_remote(files[0]):
             frames, dead = [], []
             task = progress.task(f"read {self.path}", total=len(files)) if progress else None
-            for f in files:
-                good, bad = self.read_file(f, schema)
-                frames.append(good)
-                if bad is not None:
-                    dead.append(bad)
+            for group in self._groups(files) if self._text_mode(fmt) else [[f] for f in files]:
+                if len(group) > 1:
+                    results = self.read_text_files(group, ctx.event_time)
+                else:
+                    results = [self.read_file(group[0], schema, ctx.event_time)]
+                for good, bad in results:
+                    frames.append(good)
+                    if bad is not None:
+                        dead.append(bad)
                 if task is not None:
-                    task.advance(1)
+                    task.advance(len(group))
             letters = pl.concat(dead) if dead else None
             return pl.concat(frames, how="vertical_relaxed").lazy(), letters
         if self.schema_ is not None:
             # cast file by file: the files may differ (Int32 here, Int64 there) and still fit
             scan = pl.concat([self._scan_declared(f, schema) for f in files], how="vertical")
         else:
+            if fmt == "parquet" and len(files) > 1:  # name a file that does not fit (footers only)
+                for f in files:
+                    check_parquet_columns(f, schema)
             scan = self._scan_native(files)
         if progress is None or len(files) < 2:
             return scan, None
@@ -438,11 +440,14 @@ class FileSource(Source):
         return ["0"]
 
     def open(self, partition: str, resume: Any, ctx: SourceContext) -> SourceReader:
-        from riverbed.connectors._files_stream import _FilesReader, _TailReader
+        from riverbed.connectors._files_stream import _FilesReader
+        from riverbed.connectors._files_tail import _TailReader
 
         if self.tail:
-            return _TailReader(self, resume)
-        return _FilesReader(self, resume, schema=self.schema(ctx), columns=ctx.columns)
+            return _TailReader(self, resume, event_time=ctx.event_time)
+        return _FilesReader(
+            self, resume, schema=self.schema(ctx), columns=ctx.columns, event_time=ctx.event_time
+        )
 
 
 def _declared_schema(schema: Any) -> dict[str, pl.DataType]:
@@ -471,6 +476,7 @@ def files(
     storage_options: dict[str, Any] | None = None,
     watch: bool = False,
     tail: bool = False,
+    formats: str | list[str] | tuple[str, ...] | None = None,
 ) -> FileSource:
     """Read CSV, JSON-lines or Parquet files: one file, a glob or a directory, local or fsspec.
 
@@ -485,11 +491,17 @@ def files(
         With a declared schema, text records are checked one by one.
     on_error
         ``"fail"`` (default): a record that does not fit the schema stops the job with its
-        file, line and column. ``"dead_letter"``: it goes to the read step's dead letters.
+        file, line and column. ``"dead_letter"``: it goes to the read step's dead letters
+        (needs ``schema``: without one, types are inferred and every value fits).
     watch
         Stream mode: keep watching the directory/glob for new files (write them atomically).
     tail
-        Stream mode: follow one growing JSON-lines/CSV file.
+        Stream mode: follow one growing JSON-lines/CSV file (like ``tail -F``: a truncated or
+        replaced file is read again from its start).
+    formats
+        strftime patterns for declared ``Datetime``/``Date`` columns of text files, tried in
+        order for each value; default: ISO 8601 with ``T`` or a space, optional fraction and
+        optional ``Z``/offset (converted to the column's time zone), or a bare date.
 
     Examples
     --------
@@ -502,6 +514,15 @@ def files(
         raise ConfigError(f"on_error must be 'fail' or 'dead_letter', got {on_error!r}")
     if watch and tail:
         raise ConfigError("choose watch=True (new files) or tail=True (a growing file), not both")
+    if on_error == "dead_letter" and schema is None:
+        raise ConfigError(
+            "on_error='dead_letter' needs a declared schema: without one every column's type is "
+            "inferred from the data, so no record can be told apart as bad.\n"
+            "  hint: rb.files(..., schema={'ts': pl.Datetime('us', 'UTC'), 'amount': pl.Float64}, "
+            "on_error='dead_letter')"
+        )
+    if isinstance(formats, str):
+        formats = (formats,)
     declared = _declared_schema(schema) if schema is not None else None
     if format is not None:
         format_of("", format)
@@ -514,4 +535,5 @@ def files(
         storage_options=storage_options,
         watch=watch,
         tail=tail,
+        formats=tuple(formats) if formats else None,
     )

@@ -18,8 +18,8 @@ import polars as pl
 
 from riverbed._errors import ConfigError, SinkError
 from riverbed.connectors._table import check_directory
+from riverbed.connectors._files_fs import Format, _fs, format_of, is_remote
 from riverbed.connectors.base import Capabilities, Sink, SinkContext, SinkWriter
-from riverbed.connectors.files import Format, _fs, format_of, is_remote
 
 _EXT = {"parquet": "parquet", "csv": "csv", "jsonl": "jsonl"}
 
