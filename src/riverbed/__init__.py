@@ -86,7 +86,18 @@ _LAZY: dict[str, tuple[str, str | None]] = {
     "Watermark": ("riverbed._plan", "Watermark"),
     **{
         name: ("riverbed.aggregates", name)
-        for name in ("Agg", "aggregate", "count", "count_distinct", "first", "last", "max", "mean", "min", "sum")
+        for name in (
+            "Agg",
+            "aggregate",
+            "count",
+            "count_distinct",
+            "first",
+            "last",
+            "max",
+            "mean",
+            "min",
+            "sum",
+        )
     },
     "sink": ("riverbed.connectors._uri", "resolve_sink"),
     "source": ("riverbed.connectors._uri", "resolve_source"),

@@ -3,6 +3,7 @@ micro-batch size and however the input frames are split (hypothesis)."""
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
 from typing import Any
 
@@ -42,7 +43,7 @@ def split_events(draw: Any) -> list[pl.DataFrame]:
     df = pl.DataFrame(rows, schema=SCHEMA)
     cuts = sorted(draw(st.lists(st.integers(0, n), max_size=3)))
     bounds = [0, *cuts, n]
-    return [df.slice(a, b - a) for a, b in zip(bounds, bounds[1:], strict=False)]
+    return [df.slice(a, b - a) for a, b in itertools.pairwise(bounds)]
 
 
 def check(build: Callable[[rb.Pipeline, list[pl.DataFrame]], None], frames: list[pl.DataFrame]) -> None:

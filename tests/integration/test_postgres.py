@@ -32,7 +32,7 @@ MORE = pl.DataFrame({"k": [2, 3], "day": ["d1", "d1"], "v": [21.0, 30.0]})
 
 def run_into(target: Any, df: pl.DataFrame, name: str = "pg") -> rb.RunResult:
     p = rb.Pipeline(name)
-    p.read(rb.testing.source([df])).write(target)
+    p.read(rb.testing.source([df])).write(target, name="write_2")
     return p.run(progress=False)
 
 

@@ -17,8 +17,8 @@ from urllib.parse import quote
 import polars as pl
 
 from riverbed._errors import ConfigError, SinkError
-from riverbed.connectors._table import check_directory
 from riverbed.connectors._files_fs import Format, _fs, format_of, is_remote
+from riverbed.connectors._table import check_directory
 from riverbed.connectors.base import Capabilities, Sink, SinkContext, SinkWriter
 
 _EXT = {"parquet": "parquet", "csv": "csv", "jsonl": "jsonl"}
