@@ -1,4 +1,4 @@
-"""``riverbed`` commands: run, plan, demo, log."""
+"""``riverbed`` commands: run, plan, demo, log, status, dashboard."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from rich.console import Console
 
 from riverbed._errors import RiverbedError
 from riverbed.cli.log_cmd import log_app
+from riverbed.cli.observe_cmd import register as register_observe
 
 app = typer.Typer(
     name="riverbed",
@@ -55,6 +56,10 @@ def run(
     max_wait: Annotated[
         str | None, typer.Option(help="Stream: longest wait to fill a micro-batch, e.g. 50ms.")
     ] = None,
+    metrics_port: Annotated[
+        int | None, typer.Option(help="Serve Prometheus /metrics and /healthz on this port.")
+    ] = None,
+    metrics_host: Annotated[str, typer.Option(help="Address the metrics server binds to.")] = "127.0.0.1",
 ) -> None:
     """Run a pipeline file as a batch or stream job."""
     from riverbed.cli._load import load_pipeline, parse_params
@@ -72,7 +77,17 @@ def run(
             options["live"] = progress if progress is not None else sys.stderr.isatty()
         elif max_batch_rows is not None or max_wait is not None:
             raise RiverbedError("--max-batch-rows and --max-wait are stream options")
-        result = pipeline.run(mode, progress=progress, home=home, **options)  # type: ignore[arg-type]
+        from riverbed.cli.observe_cmd import run_observed
+
+        result = run_observed(
+            pipeline,
+            mode,
+            progress=progress,
+            home=home,
+            options=options,
+            metrics_port=metrics_port,
+            metrics_host=metrics_host,
+        )
     except RiverbedError as exc:
         _fail(exc)
     else:
@@ -85,6 +100,8 @@ def plan(
     param: Params = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the plan as JSON.")] = False,
     home: Home = None,
+    fmt: Annotated[str, typer.Option("--format", "-f", help="text, json, mermaid or svg.")] = "text",
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Write the picture here.")] = None,
 ) -> None:
     """Validate a pipeline and print its plan with every step's output columns."""
     from riverbed.cli._load import load_pipeline, parse_params
@@ -97,6 +114,14 @@ def plan(
         return
     if as_json:
         out.print_json(pipeline.to_json())
+        return
+    if fmt != "text" or output is not None:
+        from riverbed.cli.observe_cmd import print_plan
+
+        try:
+            print_plan(pipeline.to_json(), fmt, output)
+        except RiverbedError as exc:
+            _fail(exc)
         return
     p = pipeline.plan()
     out.print(f"[bold]pipeline[/] {p.name!r}: {len(p.nodes)} steps, valid", highlight=False)
@@ -133,6 +158,7 @@ def version() -> None:
     out.print(f"riverbed {__version__}")
 
 
+register_observe(app)
 app.add_typer(log_app, name="log", help="The embedded replayable log: topics, produce, consume.")
 
 

@@ -258,9 +258,9 @@ class JobObserver:
             sid = node["id"]
             tot = self.totals.get(sid)
             rate = self.rates.get(sid, (0.0, 0.0))
-            steps[sid] = {
-                "rows_in": tot[0] if tot else 0,
-                "rows_out": tot[1] if tot else 0,
+            steps[sid] = {  # None: the executor did not report this step
+                "rows_in": tot[0] if tot else None,
+                "rows_out": tot[1] if tot else None,
                 "rate_in": rate[0],
                 "rate_out": rate[1],
                 "seconds": self.step_seconds.get(sid),
