@@ -5,7 +5,7 @@ Executors import this package (never :mod:`riverbed.dashboard`); it imports noth
 """
 
 from riverbed.observe.observer import EndState, Figures, JobObserver, StepFigures
-from riverbed.observe.render import render
+from riverbed.observe.render import render as render_plan
 from riverbed.observe.status import find_job, list_jobs, read_status, state_label, status_path
 
 __all__ = [
@@ -16,7 +16,7 @@ __all__ = [
     "find_job",
     "list_jobs",
     "read_status",
-    "render",
+    "render_plan",
     "state_label",
     "status_path",
 ]
