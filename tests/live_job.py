@@ -75,8 +75,7 @@ def live_stream_job(tmp_path: Path, *extra: str) -> Iterator[LiveJob]:
     proc = subprocess.Popen(
         [
             sys.executable, "-m", "riverbed.cli", "run", str(pipeline), "--mode", "stream",
-            "-p", f"source={events}", "-p", f"sink={tmp_path / 'out.duckdb'}#minutes",
-            "-p", f"late={tmp_path / 'late.jsonl'}", "--home", str(home), "--no-progress", *extra,
+            "-p", "source=events.jsonl", "-p", "sink=out.duckdb#minutes", "-p", "late=late.jsonl", "--home", str(home), "--no-progress", *extra,
         ],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

@@ -116,7 +116,7 @@ function updateRates(status) {
   document.querySelectorAll("#graph text.rb-rate").forEach((t) => {
     const s = steps[t.dataset.step];
     if (!s || s.rows_out === null) return;
-    let text = num(s.rows_out) + " rows out";
+    let text = num(s.rows_out) + (s.rows_out === 1 ? " row out" : " rows out");
     if (running && (s.rate_in || s.rate_out)) text = num(s.rate_in) + "/s in · " + num(s.rate_out) + "/s out";
     if (s.seconds !== null && s.seconds !== undefined) text += " · " + secs(s.seconds);
     t.textContent = text;
@@ -165,7 +165,7 @@ function renderFigures(status) {
     ["late events", num(f.late)],
     ["dead letters", num(f.dead_letters)],
     ["micro-batches", num(status.batches)],
-    ["last batch", num(f.batch_rows) + " rows / " + secs(f.batch_seconds)],
+    ["last batch", num(f.batch_rows) + " · " + secs(f.batch_seconds)],
     ["last checkpoint", cps.length ? secs(Date.now() / 1000 - cps[cps.length - 1].t) + " ago" : "–"],
   ];
   const box = document.getElementById("figures");
@@ -181,7 +181,7 @@ function renderFigures(status) {
 function chart(id, samples, series, fmt) {
   const fig = document.getElementById(id);
   const svg = fig.querySelector("svg");
-  const W = Math.max(svg.clientWidth || 320, 200), H = 130, L = 58, R = 8, T = 8, B = 18;
+  const W = Math.max(svg.clientWidth || 320, 200), H = 110, L = 58, R = 8, T = 8, B = 18;
   svg.setAttribute("viewBox", "0 0 " + W + " " + H);
   svg.replaceChildren();
   const pts = series.map((s) => samples.filter((p) => p[s.key] !== null && p[s.key] !== undefined).map((p) => [p.t, p[s.key]]));
