@@ -75,7 +75,8 @@ def live_stream_job(tmp_path: Path, *extra: str) -> Iterator[LiveJob]:
     proc = subprocess.Popen(
         [
             sys.executable, "-m", "riverbed.cli", "run", str(pipeline), "--mode", "stream",
-            "-p", "source=events.jsonl", "-p", "sink=out.duckdb#minutes", "-p", "late=late.jsonl", "--home", str(home), "--no-progress", *extra,
+            "-p", "source=events.jsonl", "-p", "sink=out.duckdb#minutes", "-p", "late=late.jsonl",
+            "--home", str(home), "--no-progress", *extra,
         ],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

@@ -37,13 +37,28 @@ def invoke(*args: str) -> tuple[int, str, str]:
 
 
 def test_plan_formats(sales: Path, tmp_path: Path) -> None:
-    args = ["-p", f"source={sales}", "-p", f"sink={tmp_path / 'out.parquet'}", "-p", f"late={tmp_path / 'l.jsonl'}"]
+    args = [
+        "-p",
+        f"source={sales}",
+        "-p",
+        f"sink={tmp_path / 'out.parquet'}",
+        "-p",
+        f"late={tmp_path / 'l.jsonl'}",
+    ]
     code, out, err = invoke("plan", MINUTES, *args, "--format", "mermaid")
     assert code == 0, err
-    assert out.startswith("flowchart TD\n") and "read_1 --> windowagg_2" in out and "late_4 --> write_5" in out
+    assert (
+        out.startswith("flowchart TD\n") and "read_1 --> windowagg_2" in out and "late_4 --> write_5" in out
+    )
     code, out, err = invoke("plan", MINUTES, *args, "--format", "json")
     assert code == 0, err
-    assert [s["id"] for s in json.loads(out)["steps"]] == ["read_1", "windowagg_2", "write_3", "late_4", "write_5"]
+    assert [s["id"] for s in json.loads(out)["steps"]] == [
+        "read_1",
+        "windowagg_2",
+        "write_3",
+        "late_4",
+        "write_5",
+    ]
     picture = tmp_path / "plan.svg"
     code, out, err = invoke("plan", MINUTES, *args, "--format", "svg", "-o", str(picture))
     assert code == 0, err
@@ -88,15 +103,17 @@ def test_a_failed_run_says_so_in_its_status(tmp_path: Path) -> None:
         "    return p\n"
     )
     (tmp_path / "in.csv").write_text("x\n1\n")
-    result = CliRunner().invoke(app, ["run", str(bad), "-p", f"source={tmp_path / 'in.csv'}", "--home", str(home)])
+    result = CliRunner().invoke(
+        app, ["run", str(bad), "-p", f"source={tmp_path / 'in.csv'}", "--home", str(home)]
+    )
     assert result.exit_code != 0
-    code, out, err = invoke("status", "bad", "--json", "--home", str(home))
+    _, out, _ = invoke("status", "bad", "--json", "--home", str(home))
     status = json.loads(out)
     assert status["state"] == "failed" and "no good" in status["error"]
 
 
 def test_dashboard_off_loopback_needs_a_token(tmp_path: Path) -> None:
-    code, out, err = invoke("dashboard", "--host", "0.0.0.0", "--home", str(tmp_path))
+    code, _, err = invoke("dashboard", "--host", "0.0.0.0", "--home", str(tmp_path))
     assert code == 1 and "needs a token" in err and "--token" in err
 
 
@@ -113,10 +130,12 @@ def test_stream_run_with_metrics_port(tmp_path: Path) -> None:
         url = job.status()["metrics_url"]
         assert url and url.startswith("http://127.0.0.1:")
         code, first = get(url + "/metrics")
-        assert code == 200 and 'riverbed_job_info{mode="stream",pipeline="clicks",state="running"} 1.0' in first
+        assert (
+            code == 200 and 'riverbed_job_info{mode="stream",pipeline="clicks",state="running"} 1.0' in first
+        )
         code, health = get(url + "/healthz")
         assert code == 200 and json.loads(health)["live"] is True
-        code, out, err = invoke("status", "--home", str(job.home))
+        code, out, _ = invoke("status", "--home", str(job.home))
         assert code == 0 and "clicks" in out and "running" in out and f"metrics {url}/metrics" in out
         status = job.status()
         assert [s["id"] for s in status["plan"]["steps"]] == STEPS

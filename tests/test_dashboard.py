@@ -38,7 +38,9 @@ def events_of(text: str) -> list[tuple[str, str]]:
     """(event, data) pairs of a server-sent event stream."""
     out = []
     for block in text.split("\n\n"):
-        fields = dict(line.split(": ", 1) for line in block.splitlines() if ": " in line and not line.startswith(":"))
+        fields = dict(
+            line.split(": ", 1) for line in block.splitlines() if ": " in line and not line.startswith(":")
+        )
         if "event" in fields:
             out.append((fields["event"], fields.get("data", "")))
     return out
@@ -156,7 +158,7 @@ def test_port_in_use(tmp_path: Path) -> None:
 
     server = DashboardServer(tmp_path, port=0)
     try:
-        with pytest.raises(RiverbedError, match="cannot listen on 127.0.0.1"):
+        with pytest.raises(RiverbedError, match=r"cannot listen on 127\.0\.0\.1"):
             DashboardServer(tmp_path, port=server.sock.getsockname()[1])
     finally:
         server.sock.close()

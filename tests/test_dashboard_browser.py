@@ -73,10 +73,14 @@ def test_dashboard_shows_a_live_stream_job(page: Any, tmp_path: Path) -> None:
         server.start()
         try:
             page.goto(server.url)
-            page.wait_for_function(f"document.querySelectorAll('#graph svg g.rb-step').length === {len(STEPS)}")
+            page.wait_for_function(
+                f"document.querySelectorAll('#graph svg g.rb-step').length === {len(STEPS)}"
+            )
             ids = [t.text_content() for t in page.locator("#graph svg text.rb-id").all()]
             assert ids == STEPS
-            page.wait_for_function("document.querySelector('#graph text.rb-rate[data-step=\"read_1\"]').textContent")
+            page.wait_for_function(
+                "document.querySelector('#graph text.rb-rate[data-step=\"read_1\"]').textContent"
+            )
             assert page.locator("#job-state").text_content() == "running"
 
             series = "#chart-rate path.rb-series"

@@ -43,7 +43,13 @@ def test_status_follows_the_job_and_adds_up_steps(tmp_path: Path) -> None:
     assert status_of(tmp_path)["state"] == "running"
     for k in range(1, 4):
         obs.on_batch(
-            {"events": 10 * k, "batch_rows": 10, "watermark": 1_000 * k, "late": k, "source_lag": {"0": 5, "1": 2}},
+            {
+                "events": 10 * k,
+                "batch_rows": 10,
+                "watermark": 1_000 * k,
+                "late": k,
+                "source_lag": {"0": 5, "1": 2},
+            },
             {"read_1": {"rows_in": 10, "rows_out": 10}, "write_3": {"rows_in": 7, "rows_out": 7}},
         )
     obs.on_checkpoint(0.25, 4096, 7)
@@ -208,7 +214,7 @@ def test_a_taken_metrics_port_is_a_clear_error(tmp_path: Path) -> None:
     first = JobObserver(tmp_path, "a", "stream", PLAN, metrics_port=0)
     assert first.metrics is not None
     try:
-        with pytest.raises(RiverbedError, match="cannot serve metrics on 127.0.0.1"):
+        with pytest.raises(RiverbedError, match=r"cannot serve metrics on 127\.0\.0\.1"):
             JobObserver(tmp_path, "b", "stream", PLAN, metrics_port=first.metrics.port)
     finally:
         first.on_end("finished")

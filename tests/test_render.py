@@ -15,7 +15,7 @@ SVG = "{http://www.w3.org/2000/svg}"
 
 
 def step(sid: str, *inputs: str, kind: str = "map") -> dict[str, Any]:
-    return {"id": sid, "kind": kind, "inputs": list(inputs), "description": f"{kind} <{sid}> & \"q\""}
+    return {"id": sid, "kind": kind, "inputs": list(inputs), "description": f'{kind} <{sid}> & "q"'}
 
 
 def plan(*steps: dict[str, Any]) -> dict[str, Any]:
@@ -69,7 +69,9 @@ def test_a_long_edge_bends_through_the_layers_it_crosses() -> None:
     assert len(points) == 2 + 4  # through layers 1..4
     svg = to_svg(DIAMOND)
     root = ET.fromstring(svg)
-    (edge,) = [e for e in root.iter(f"{SVG}path") if e.get("data-from") == "read_1" and e.get("data-to") == "union_7"]
+    (edge,) = [
+        e for e in root.iter(f"{SVG}path") if e.get("data-from") == "read_1" and e.get("data-to") == "union_7"
+    ]
     assert (edge.get("d") or "").count("C") == 5
 
 

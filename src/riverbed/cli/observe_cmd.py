@@ -132,9 +132,11 @@ def dashboard(
     port: Annotated[int, typer.Option(help="Port to listen on (0: any free port).")] = 8765,
     token: Annotated[
         str | None,
-        typer.Option(help="Require ?token=T (or 'Authorization: Bearer T'); needed off loopback.",
-                     envvar="RIVERBED_DASHBOARD_TOKEN"),
-    ] = None,  # fmt: skip
+        typer.Option(
+            help="Require ?token=T (or 'Authorization: Bearer T'); needed off loopback.",
+            envvar="RIVERBED_DASHBOARD_TOKEN",
+        ),
+    ] = None,
     home: Home = None,
 ) -> None:
     """Serve a live web dashboard of every job under the home."""
@@ -212,9 +214,14 @@ def run_observed(
     from riverbed.observe import JobObserver
 
     plan_json = pipeline.to_json()
-    observer = JobObserver(resolve_home(home), pipeline.name, mode, plan_json, metrics_port, metrics_host=metrics_host)
+    observer = JobObserver(
+        resolve_home(home), pipeline.name, mode, plan_json, metrics_port, metrics_host=metrics_host
+    )
     if observer.metrics_url is not None:
-        err.print(f"metrics: {observer.metrics_url}/metrics  health: {observer.metrics_url}/healthz", highlight=False)
+        err.print(
+            f"metrics: {observer.metrics_url}/metrics  health: {observer.metrics_url}/healthz",
+            highlight=False,
+        )
     if mode == "stream":
         options = {**options, "on_batch": StreamFigures(observer, plan_json)}
     observer.on_start()
@@ -227,7 +234,9 @@ def run_observed(
         observer.on_end("failed", str(exc) or type(exc).__name__)
         raise
     if mode == "batch":
-        steps = {k: {"rows_in": v, "rows_out": v} for k, v in {**result.rows_read, **result.rows_written}.items()}
+        steps = {
+            k: {"rows_in": v, "rows_out": v} for k, v in {**result.rows_read, **result.rows_written}.items()
+        }
         observer.on_batch(
             {
                 "events": result.total_read,

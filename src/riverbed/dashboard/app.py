@@ -192,7 +192,9 @@ class DashboardServer:
     >>> server.stop()
     """
 
-    def __init__(self, home: Path, host: str = "127.0.0.1", port: int = 8765, token: str | None = None) -> None:
+    def __init__(
+        self, home: Path, host: str = "127.0.0.1", port: int = 8765, token: str | None = None
+    ) -> None:
         try:
             import uvicorn
         except ImportError:

@@ -57,6 +57,7 @@ class JobCollector:
     def collect(self) -> Iterator[Any]:
         _prometheus()
         from prometheus_client import core
+
         obs = self.observer
         job = [obs.pipeline]
         figures = obs.figures  # replaced, never mutated, by the executor's thread
@@ -91,12 +92,16 @@ class JobCollector:
         lag = figures.get("source_lag")
         if lag:
             g = core.GaugeMetricFamily(
-                "riverbed_source_lag", "Records not read yet, per partition.", labels=["pipeline", "partition"]
+                "riverbed_source_lag",
+                "Records not read yet, per partition.",
+                labels=["pipeline", "partition"],
             )
             for part, value in lag.items():
                 g.add_metric([obs.pipeline, str(part)], float(value))
             yield g
-        rows_in = core.CounterMetricFamily("riverbed_step_rows_in", "Rows into a step.", labels=["pipeline", "step"])
+        rows_in = core.CounterMetricFamily(
+            "riverbed_step_rows_in", "Rows into a step.", labels=["pipeline", "step"]
+        )
         rows_out = core.CounterMetricFamily(
             "riverbed_step_rows_out", "Rows out of a step.", labels=["pipeline", "step"]
         )
@@ -184,8 +189,8 @@ class MetricsServer:
                 "  hint: pick another --metrics-port (0 picks a free one)"
             ) from None
         self.httpd.daemon_threads = True
-        bound_host, bound_port = self.httpd.server_address[:2]
-        shown = f"[{bound_host}]" if ":" in str(bound_host) else str(bound_host)
+        bound_host, bound_port = (str(a) for a in self.httpd.server_address[:2])
+        shown = f"[{bound_host}]" if ":" in bound_host else bound_host
         self.url = f"http://{shown}:{bound_port}"
         self.port = int(bound_port)
         self.thread = threading.Thread(target=self.httpd.serve_forever, name="riverbed-metrics", daemon=True)

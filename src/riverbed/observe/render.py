@@ -8,6 +8,7 @@ arrows. The dashboard shows the same SVG and fills each step's ``rb-rate`` text 
 
 from __future__ import annotations
 
+import itertools
 import json
 from dataclasses import dataclass, field
 from typing import Any
@@ -292,7 +293,7 @@ def _edge(src: str, dst: str, points: list[tuple[float, float]]) -> str:
     (x0, y0), (x1, y1) = points[0], points[-1]
     pts = [(x0, y0 + BOX_H / 2), *points[1:-1], (x1, y1 - BOX_H / 2)]
     d = f"M{pts[0][0]:.1f},{pts[0][1]:.1f}"
-    for (ax, ay), (bx, by) in zip(pts, pts[1:], strict=False):
+    for (ax, ay), (bx, by) in itertools.pairwise(pts):
         mid = (ay + by) / 2
         d += f" C{ax:.1f},{mid:.1f} {bx:.1f},{mid:.1f} {bx:.1f},{by:.1f}"
     return (
