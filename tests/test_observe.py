@@ -242,18 +242,16 @@ def test_importing_riverbed_and_observe_stays_cheap() -> None:
     assert out.strip() == "[]"
 
 
-def test_observer_cost_per_micro_batch_is_small(tmp_path: Path) -> None:
+def test_status_writes_per_micro_batch_are_bounded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Not a timing assertion: counts status-file writes over many quick micro-batches."""
-    writes = 0
+    writes: list[dict[str, object]] = []
+
+    def counted(path: Path, status: dict[str, object]) -> None:
+        writes.append(status)
+        write_status(path, status)
+
+    monkeypatch.setattr(observer_mod, "write_status", counted)
     obs = JobObserver(tmp_path, "p", "stream", PLAN)
-    real = obs._write
-
-    def counted() -> None:
-        nonlocal writes
-        writes += 1
-        real()
-
-    obs._write = counted  # type: ignore[method-assign]
     obs.on_start()
     started = time.monotonic()
     for k in range(2_000):
@@ -261,4 +259,18 @@ def test_observer_cost_per_micro_batch_is_small(tmp_path: Path) -> None:
     elapsed = time.monotonic() - started
     obs.on_end("finished")
     # at most one write per 0.5 s of calls, plus the first and the last
-    assert writes <= 2 + int(elapsed / 0.5) + 1
+    assert 2 <= len(writes) <= 2 + int(elapsed / 0.5) + 1
+    assert writes[-1]["state"] == "finished" and status_of(tmp_path)["figures"] == {"events": 1_999}
+
+
+def test_the_writer_thread_writes_while_the_job_runs(tmp_path: Path) -> None:
+    obs = JobObserver(tmp_path, "p", "stream", PLAN, write_interval=0)
+    obs.on_start()
+    obs.on_batch({"events": 7})
+    deadline = time.monotonic() + 30
+    while status_of(tmp_path)["figures"] != {"events": 7}:
+        assert time.monotonic() < deadline, "the status was not written in the background"
+        time.sleep(0.01)
+    assert obs._writer is not None and obs._writer.is_alive()
+    obs.on_end("finished")
+    assert obs._writer is None and status_of(tmp_path)["state"] == "finished"

@@ -31,6 +31,7 @@ The figures of a micro-batch (:class:`Figures`; every key optional):
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
@@ -159,6 +160,9 @@ class JobObserver:
         self.last_checkpoint_mono: float | None = None
         self.timeline: list[dict[str, Any]] = []
         self._last_write = 0.0
+        self._pending: dict[str, Any] | None = None  # a status for the writer thread
+        self._wake = threading.Condition()
+        self._writer: threading.Thread | None = None
         self._prev: tuple[float, int, dict[str, list[int]]] | None = None
         self._lock = threading.Lock()  # the metrics server reads from another thread
         self.metrics: MetricsServer | None = None
@@ -174,6 +178,8 @@ class JobObserver:
         """The job starts: write the first status (state ``running``)."""
         self._prev = (time.monotonic(), 0, {})
         self._write()
+        self._writer = threading.Thread(target=self._write_loop, name="riverbed-status", daemon=True)
+        self._writer.start()
 
     def on_batch(self, figures: Figures, steps: Mapping[str, StepFigures] | None = None) -> None:
         """A micro-batch finished with these figures (and rows per step, for this batch)."""
@@ -192,7 +198,14 @@ class JobObserver:
                     tot[1] += fig["rows_out"]
         if now - self._last_write >= self.write_interval:
             self._sample(now)
-            self._write()
+            self._last_write = now
+            if self._writer is None:
+                self._write()
+            else:  # JSON and fsync off the executor's thread; a newer status replaces a pending one
+                status = self.snapshot()
+                with self._wake:
+                    self._pending = status
+                    self._wake.notify()
 
     def on_checkpoint(self, duration_s: float, size_bytes: int, epoch: int) -> None:
         """A checkpoint of ``epoch`` was written in ``duration_s`` seconds, ``size_bytes`` big."""
@@ -217,6 +230,12 @@ class JobObserver:
         self.ended = time.time()
         if self.last_batch_mono is not None:
             self._sample(time.monotonic())
+        writer, self._writer = self._writer, None
+        if writer is not None:
+            with self._wake:
+                self._pending = None
+                self._wake.notify()
+            writer.join()
         self._write()
         if self.metrics is not None:
             self.metrics.close()
@@ -306,12 +325,12 @@ class JobObserver:
                 "t": round(time.time(), 3),
                 "events": events,
                 "rate": round((events - prev_events) / dt, 3),
-                "watermark_delay_s": f.get("watermark_delay_s"),
+                "watermark_delay_s": _round(f.get("watermark_delay_s")),
                 "lag": sum(lag.values()) if lag else None,
                 "late": f.get("late", 0),
                 "dead_letters": f.get("dead_letters", 0),
                 "batch_rows": f.get("batch_rows"),
-                "batch_seconds": f.get("batch_seconds"),
+                "batch_seconds": _round(f.get("batch_seconds")),
                 "open_windows": f.get("open_windows"),
                 "state_bytes": f.get("state_bytes"),
             }
@@ -320,3 +339,20 @@ class JobObserver:
     def _write(self) -> None:
         self._last_write = time.monotonic()
         write_status(self.path, self.snapshot())
+
+    def _write_loop(self) -> None:
+        """The writer thread: writes each status handed to it until the job ends."""
+        while True:
+            with self._wake:
+                while self._pending is None and self._writer is not None:
+                    self._wake.wait()
+                status, self._pending = self._pending, None
+            if status is None:  # on_end: it writes the last status itself
+                return
+            with contextlib.suppress(OSError):  # a full disk must not stop the job; the next write retries
+                write_status(self.path, status)
+
+
+def _round(value: float | None) -> float | None:
+    """Four significant digits: enough for a chart, and a smaller status file."""
+    return None if value is None else float(f"{value:.4g}")
