@@ -274,3 +274,16 @@ def test_the_writer_thread_writes_while_the_job_runs(tmp_path: Path) -> None:
     assert obs._writer is not None and obs._writer.is_alive()
     obs.on_end("finished")
     assert obs._writer is None and status_of(tmp_path)["state"] == "finished"
+
+
+def test_observe_imports_neither_dashboard_nor_cli_nor_executors() -> None:
+    """Executors import riverbed.observe; it must not pull the dashboard or the CLI in."""
+    from tests.test_layout import SRC, module_level_imports
+
+    for path in (SRC / "observe").rglob("*.py"):
+        bad = {
+            i
+            for i in module_level_imports(path)
+            if i.startswith(("riverbed.dashboard", "riverbed.cli", "riverbed.executors", "riverbed.pipeline"))
+        }
+        assert not bad, f"{path.name} imports {sorted(bad)}"

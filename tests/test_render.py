@@ -89,6 +89,8 @@ def test_mermaid_lists_every_step_and_edge() -> None:
     assert "  read_1 --> union_7" in lines and "  write_6 --> union_7" in lines
     assert sum(1 for line in lines if "-->" in line) == 7
     assert '"q"' not in text and "#quot;q#quot;" in text  # quotes cannot end a label
+    sink = render(plan(step("w", kind="write") | {"description": "write out.duckdb#t"}), "mermaid")
+    assert "out.duckdb#35;t" in sink
 
 
 def test_text_and_json_formats() -> None:

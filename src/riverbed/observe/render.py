@@ -96,7 +96,8 @@ def _mermaid_id(step_id: str) -> str:
 
 
 def _mermaid_text(text: str) -> str:
-    return escape(text).replace('"', "#quot;")
+    """Label text: Mermaid's own entity codes for '#' and '"', HTML escapes for the rest."""
+    return escape(text.replace("#", "#35;")).replace('"', "#quot;")
 
 
 def to_mermaid(plan: dict[str, Any]) -> str:
