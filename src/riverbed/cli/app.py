@@ -1,4 +1,4 @@
-"""``riverbed`` commands: run, plan, demo, log."""
+"""``riverbed`` commands: run, plan, demo, log, status, dashboard."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from rich.markup import escape
 from riverbed._errors import RiverbedError
 from riverbed.cli._help import Command, new_app
 from riverbed.cli.log_cmd import log_app
+from riverbed.cli.observe_cmd import register as register_observe
 
 app = new_app(
     name="riverbed",
@@ -80,6 +81,10 @@ def run(
         str | None,
         typer.Option(metavar="DURATION", help="Stream: longest wait to fill a micro-batch, e.g. `50ms`."),
     ] = None,
+    metrics_port: Annotated[
+        int | None, typer.Option(help="Serve Prometheus /metrics and /healthz on this port.")
+    ] = None,
+    metrics_host: Annotated[str, typer.Option(help="Address the metrics server binds to.")] = "127.0.0.1",
 ) -> None:
     """Run a pipeline file as a batch or stream job."""
     from riverbed.cli._load import load_pipeline, parse_params
@@ -98,7 +103,17 @@ def run(
             options["live"] = progress is not False and sys.stderr.isatty()
         elif max_batch_rows is not None or max_wait is not None:
             raise RiverbedError("--max-batch-rows and --max-wait are stream options")
-        result = pipeline.run(mode, progress=progress, home=home, **options)  # type: ignore[arg-type]
+        from riverbed.cli.observe_cmd import run_observed
+
+        result = run_observed(
+            pipeline,
+            mode,
+            progress=progress,
+            home=home,
+            options=options,
+            metrics_port=metrics_port,
+            metrics_host=metrics_host,
+        )
     except KeyboardInterrupt:
         err.print("stopped (interrupted)")
         raise typer.Exit(130) from None
@@ -114,6 +129,8 @@ def plan(
     param: Params = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the plan as JSON.")] = False,
     home: Home = None,
+    fmt: Annotated[str, typer.Option("--format", "-f", help="text, json, mermaid or svg.")] = "text",
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Write the picture here.")] = None,
 ) -> None:
     """Validate a pipeline and print its plan with every step's output columns."""
     from riverbed.cli._load import load_pipeline, parse_params
@@ -125,6 +142,14 @@ def plan(
         _fail(exc)
     if as_json:
         out.print_json(pipeline.to_json())
+        return
+    if fmt != "text" or output is not None:
+        from riverbed.cli.observe_cmd import print_plan
+
+        try:
+            print_plan(pipeline.to_json(), fmt, output)
+        except RiverbedError as exc:
+            _fail(exc)
         return
     p = pipeline.plan()
     steps = f"{len(p.nodes)} step" + ("" if len(p.nodes) == 1 else "s")
@@ -195,6 +220,7 @@ def version() -> None:
     out.print(f"riverbed {__version__}")
 
 
+register_observe(app)
 app.add_typer(log_app, name="log", help="The embedded replayable log: topics, produce, consume.")
 
 
