@@ -28,10 +28,10 @@ import riverbed as rb
 def pipeline(source: str, sink: str) -> rb.Pipeline:
     """Revenue (sum of ``amount``) and orders (count) per ``store_id`` per day of ``ts_ms``."""
     p = rb.Pipeline("daily_revenue")
-    sales = p.read(source, event_time="ts_ms")
+    sales = p.read(source, event_time="ts_ms", name="sales")
     (
-        sales.window(rb.tumbling("1d"), by="store_id")
+        sales.window(rb.tumbling("1d"), by="store_id", name="per_day")
         .agg(revenue=rb.sum("amount"), orders=rb.count())
-        .write(sink)
+        .write(sink, name="daily")
     )
     return p

@@ -27,12 +27,12 @@ import riverbed as rb
 def pipeline(source: str, sink: str, late: str | None = None) -> rb.Pipeline:
     """Revenue and orders per ``store_id`` per minute of ``ts_ms``; late events to ``late``."""
     p = rb.Pipeline("minute_windows")
-    sales = p.read(source, event_time="ts_ms", watermark=rb.watermark(max_delay="10s"))
+    sales = p.read(source, event_time="ts_ms", watermark=rb.watermark(max_delay="10s"), name="sales")
     windowed = (
-        sales.window(rb.tumbling("1m"), by="store_id", allowed_lateness=0)
+        sales.window(rb.tumbling("1m"), by="store_id", allowed_lateness=0, name="per_minute")
         .agg(revenue=rb.sum("amount"), orders=rb.count())
-        .write(sink)
+        .write(sink, name="minutes")
     )
     if late is not None:
-        windowed.late().write(late)
+        windowed.late().write(late, name="late_events")
     return p

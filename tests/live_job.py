@@ -26,15 +26,15 @@ def pipeline(source: str, sink: str, late: str) -> rb.Pipeline:
     p = rb.Pipeline("clicks")
     schema = {"ts_ms": pl.Int64, "store_id": pl.Int64, "amount": pl.Float64}
     s = p.read(rb.files(source, tail=True, schema=schema), event_time="ts_ms",
-               watermark=rb.watermark(max_delay="10s"))
-    w = (s.filter(pl.col("amount") > 0)
-          .window(rb.tumbling("1m"), by="store_id")
+               watermark=rb.watermark(max_delay="10s"), name="clicks")
+    w = (s.filter(pl.col("amount") > 0, name="paid")
+          .window(rb.tumbling("1m"), by="store_id", name="per_minute")
           .agg(orders=rb.count(), revenue=rb.sum("amount")))
-    w.write(sink)
-    w.late().write(late)
+    w.write(sink, name="out")
+    w.late().write(late, name="late_out")
     return p
 """
-STEPS = ["read_1", "filter_2", "windowagg_3", "write_4", "late_5", "write_6"]
+STEPS = ["clicks", "paid", "per_minute", "out", "per_minute.late", "late_out"]
 
 
 @dataclass

@@ -201,7 +201,7 @@ def test_explain_and_json() -> None:
     ).write(rb.console())
     text = p.explain()
     assert "tumbling(1d)" in text and "sum(amount)" in text and "console" in text
-    assert '"kind": "windowagg"' in p.to_json()
+    assert '"kind": "window"' in p.to_json()
 
 
 # -- user functions ----------------------------------------------------------------------

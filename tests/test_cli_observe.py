@@ -48,16 +48,18 @@ def test_plan_formats(sales: Path, tmp_path: Path) -> None:
     code, out, err = invoke("plan", MINUTES, *args, "--format", "mermaid")
     assert code == 0, err
     assert (
-        out.startswith("flowchart TD\n") and "read_1 --> windowagg_2" in out and "late_4 --> write_5" in out
+        out.startswith("flowchart TD\n")
+        and "sales --> per_minute" in out
+        and "per_minute_late --> late_events" in out
     )
     code, out, err = invoke("plan", MINUTES, *args, "--format", "json")
     assert code == 0, err
     assert [s["id"] for s in json.loads(out)["steps"]] == [
-        "read_1",
-        "windowagg_2",
-        "write_3",
-        "late_4",
-        "write_5",
+        "sales",
+        "per_minute",
+        "minutes",
+        "per_minute.late",
+        "late_events",
     ]
     picture = tmp_path / "plan.svg"
     code, out, err = invoke("plan", MINUTES, *args, "--format", "svg", "-o", str(picture))
@@ -86,7 +88,7 @@ def test_status_of_batch_runs(sales: Path, tmp_path: Path) -> None:
     assert code == 0, err
     status = json.loads(out)
     assert status["state"] == "finished" and status["figures"]["events"] == 4
-    assert status["steps"]["read_1"]["rows_out"] == 4 and "samples" not in status
+    assert status["steps"]["sales"]["rows_out"] == 4 and "samples" not in status
     code, out, err = invoke("status", "nope", "--home", str(home))
     assert code == 1 and "no job named 'nope'" in err and "daily_revenue" in err
 
@@ -139,13 +141,13 @@ def test_stream_run_with_metrics_port(tmp_path: Path) -> None:
         assert code == 0 and "clicks" in out and "running" in out and f"metrics {url}/metrics" in out
         status = job.status()
         assert [s["id"] for s in status["plan"]["steps"]] == STEPS
-        assert status["steps"]["read_1"]["rows_out"] > 0 and status["figures"]["events"] > 0
+        assert status["steps"]["clicks"]["rows_out"] > 0 and status["figures"]["events"] > 0
         job.proc.send_signal(signal.SIGTERM)
         _, stderr = job.proc.communicate(timeout=30)
         assert job.proc.returncode == 0, stderr
         assert f"metrics: {url}/metrics" in stderr
     final = job.status()
     assert final["state"] == "stopped" and final["figures"]["late"] > 0
-    assert final["figures"]["events"] == final["steps"]["read_1"]["rows_out"]
+    assert final["figures"]["events"] == final["steps"]["clicks"]["rows_out"]
     with pytest.raises(urllib.error.URLError):
         urllib.request.urlopen(url + "/metrics", timeout=5)  # the server went with the job

@@ -79,7 +79,7 @@ def test_dashboard_shows_a_live_stream_job(page: Any, tmp_path: Path) -> None:
             ids = [t.text_content() for t in page.locator("#graph svg text.rb-id").all()]
             assert ids == STEPS
             page.wait_for_function(
-                "document.querySelector('#graph text.rb-rate[data-step=\"read_1\"]').textContent"
+                "document.querySelector('#graph text.rb-rate[data-step=\"clicks\"]').textContent"
             )
             assert page.locator("#job-state").text_content() == "running"
 

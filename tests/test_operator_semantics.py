@@ -251,7 +251,7 @@ def _stateful_ids(extra_filter: bool) -> list[str]:
         s = s.filter(pl.col("v") > 0).with_columns(w=pl.col("v") * 2)
     w = s.dedupe("k", within="1s").window(rb.tumbling("1m"), by="k").agg(n=rb.count())
     w.write(rb.sink("out.parquet"))
-    return [n.id for n in p.plan().nodes if n.kind in ("windowagg", "dedupe", "write", "read")]
+    return [n.id for n in p.plan().nodes if n.kind in ("window", "dedupe", "write", "read")]
 
 
 def test_inserting_a_stateless_step_upstream_keeps_stateful_ids() -> None:

@@ -178,6 +178,10 @@ class WindowAggNode(Node):
     allowed_lateness_ms: int = 0
     emit: Emit = "final"
 
+    @property
+    def kind(self) -> str:
+        return "window"
+
     def describe(self) -> str:
         aggs = ", ".join(f"{n}={a.describe()}" for n, a in self.aggs)
         by = f" by {', '.join(self.by)}" if self.by else ""

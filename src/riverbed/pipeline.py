@@ -184,18 +184,20 @@ class Pipeline:
         **options
             Stream options (:class:`riverbed.executors.options.StreamOptions`):
             ``max_batch_rows``, ``max_wait``, ``commit_interval``, ``stop``, ``stop_after``,
-            ``live``, ``clock``, ``on_batch``.
+            ``live``, ``clock``, ``on_batch``, ``observer`` (a
+            :class:`riverbed.observe.JobObserver`; also taken in batch mode).
         """
         from riverbed._home import resolve_home
 
         resolved = resolve_home(home)
         if mode == "batch":
+            observer = options.pop("observer", None)
             if options:
                 raise PlanError(f"batch mode takes no options {sorted(options)}")
             from riverbed.executors import batch
             from riverbed.executors.options import BatchOptions
 
-            return batch.run(self.plan(), BatchOptions(progress=progress, home=resolved))
+            return batch.run(self.plan(), BatchOptions(progress=progress, home=resolved, observer=observer))
         if mode == "stream":
             from riverbed.executors import stream
             from riverbed.executors.options import StreamOptions

@@ -6,7 +6,6 @@ from __future__ import annotations
 import ipaddress
 import json
 import sys
-import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -18,11 +17,7 @@ from rich.table import Table
 from riverbed._errors import RiverbedError
 
 if TYPE_CHECKING:
-    import polars as pl
-
     from riverbed.executors.result import RunResult
-    from riverbed.executors.stream import StreamStats
-    from riverbed.observe import JobObserver
     from riverbed.pipeline import Pipeline
 
 err = Console(stderr=True, soft_wrap=True)
@@ -158,46 +153,6 @@ def dashboard(
 
 
 # -- riverbed run --metrics-port -----------------------------------------------------------
-class StreamFigures:
-    """Adapts the stream executor's ``on_batch(stats, outputs)`` callback to the observer.
-
-    Until the executors call the observer themselves, per-step rows are known only for what
-    the callback sees: the read step (when there is one), emitted windows and written rows.
-    """
-
-    def __init__(self, observer: JobObserver, plan_json: str) -> None:
-        self.observer = observer
-        steps = json.loads(plan_json)["steps"]
-        reads = [s["id"] for s in steps if s["kind"] == "read"]
-        self.read = reads[0] if len(reads) == 1 else None
-        self.windows = {s["id"] for s in steps if s["kind"] == "window"}
-        self.last = time.monotonic()
-
-    def __call__(self, stats: StreamStats, outputs: dict[str, pl.DataFrame]) -> None:
-        now = time.monotonic()
-        seconds, self.last = now - self.last, now
-        steps = {}
-        if self.read is not None:
-            steps[self.read] = {"rows_in": stats.last_batch_rows, "rows_out": stats.last_batch_rows}
-        for sid, df in outputs.items():
-            steps[sid] = {"rows_in": 0 if sid in self.windows else df.height, "rows_out": df.height}
-        self.observer.on_batch(
-            {
-                "events": stats.events,
-                "events_per_s": stats.events_per_s,
-                "batch_rows": stats.last_batch_rows,
-                "batch_seconds": seconds,
-                "watermark": stats.watermark,
-                "watermark_delay_s": stats.watermark_delay_s(),
-                "open_windows": stats.open_windows,
-                "state_bytes": stats.state_bytes,
-                "late": stats.late,
-                "dead_letters": stats.dead_letters,
-            },
-            steps,  # type: ignore[arg-type]
-        )
-
-
 def run_observed(
     pipeline: Pipeline,
     mode: str,
@@ -222,8 +177,7 @@ def run_observed(
             f"metrics: {observer.metrics_url}/metrics  health: {observer.metrics_url}/healthz",
             highlight=False,
         )
-    if mode == "stream":
-        options = {**options, "on_batch": StreamFigures(observer, plan_json)}
+    options = {**options, "observer": observer}
     observer.on_start()
     try:
         result = pipeline.run(mode, progress=progress, home=home, **options)  # type: ignore[arg-type]
@@ -233,21 +187,6 @@ def run_observed(
     except BaseException as exc:
         observer.on_end("failed", str(exc) or type(exc).__name__)
         raise
-    if mode == "batch":
-        steps = {
-            k: {"rows_in": v, "rows_out": v} for k, v in {**result.rows_read, **result.rows_written}.items()
-        }
-        observer.on_batch(
-            {
-                "events": result.total_read,
-                "events_per_s": result.total_read / max(result.elapsed_s, 1e-9),
-                "batch_rows": result.total_read,
-                "batch_seconds": result.elapsed_s,
-                "late": result.total_late,
-                "dead_letters": result.total_dead,
-            },
-            steps,  # type: ignore[arg-type]
-        )
     stopped = any(n.startswith("stopped on request") for n in result.notes)
     observer.on_end("stopped" if stopped else "finished")
     return result

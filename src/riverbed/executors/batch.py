@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 
@@ -43,11 +44,15 @@ def run(plan: Plan, opts: BatchOptions) -> RunResult:
             reads = plan.reads()
             extra = [frames[(r.id, "count")] for r in reads] + [frames[(r.id, "dead")] for r in reads]
             spinner = prog.task("run query", total=None)
+            timed = time.perf_counter()
             try:
                 outs = pl.collect_all([frames[(w.id, "out")] for w in writes] + extra, engine="streaming")
             except pl.exceptions.PolarsError as exc:
                 raise SourceError(f"pipeline {plan.name!r} failed: {exc}") from exc
             spinner.finish()
+            if opts.observer is not None:  # one fused query: its time goes to the reads
+                for r in reads:
+                    opts.observer.on_step_timing(r.id, (time.perf_counter() - timed) / len(reads))
             counts, dead = outs[len(writes) : len(writes) + len(reads)], outs[len(writes) + len(reads) :]
             consumed = {n.inputs[0] for n in plan.nodes if n.port == "dead"}
             for r, counted, letters in zip(reads, counts, dead, strict=True):
@@ -58,14 +63,35 @@ def run(plan: Plan, opts: BatchOptions) -> RunResult:
                         _spill(plan, r.id, letters, home, result)
             for w, df in zip(writes, outs[: len(writes)], strict=True):
                 task = prog.task(f"write {w.sink.describe()}", total=1)
+                timed = time.perf_counter()
                 _write(w.id, w.sink.describe(), writers[w.id], df)
                 task.advance(1)
+                if opts.observer is not None:
+                    opts.observer.on_step_timing(w.id, time.perf_counter() - timed)
                 result.rows_written[w.id] = df.height
         finally:
             for writer in writers.values():
                 writer.close()
     result.elapsed_s = time.perf_counter() - started
+    if opts.observer is not None:
+        _observe(opts.observer, result)
     return result
+
+
+def _observe(observer: Any, result: RunResult) -> None:
+    """The run's figures, once, for the status file and metrics."""
+    steps = {k: {"rows_in": v, "rows_out": v} for k, v in {**result.rows_read, **result.rows_written}.items()}
+    observer.on_batch(
+        {
+            "events": result.total_read,
+            "events_per_s": result.total_read / max(result.elapsed_s, 1e-9),
+            "batch_rows": result.total_read,
+            "batch_seconds": result.elapsed_s,
+            "late": result.total_late,
+            "dead_letters": result.total_dead,
+        },
+        steps,
+    )
 
 
 def _open_sinks(

@@ -27,6 +27,8 @@ class BatchOptions:
     """Show a progress display (default: when stderr is a terminal)."""
     home: Path = Path(".riverbed")
     """riverbed's data directory (dead letters, the embedded log)."""
+    observer: Any = None
+    """A :class:`riverbed.observe.JobObserver` told about the run (per-step timeline)."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -57,6 +59,8 @@ class StreamOptions:
     """Processing-time clock for idle timeouts (``riverbed.testing.ManualClock``)."""
     on_batch: Callable[..., None] | None = None
     """Called after every micro-batch with the live figures and each step's output."""
+    observer: Any = None
+    """A :class:`riverbed.observe.JobObserver` fed every micro-batch's figures."""
 
     @classmethod
     def build(cls, **kw: Any) -> StreamOptions:
@@ -70,7 +74,7 @@ class StreamOptions:
         if unknown:
             raise PlanError(
                 f"stream mode takes no option(s) {unknown}.\n  options: max_batch_rows, max_wait, "
-                "commit_interval, stop, stop_after, live, clock, on_batch"
+                "commit_interval, stop, stop_after, live, clock, on_batch, observer"
             )
         opts = cls(**kw)
         if opts.max_batch_rows < 1:

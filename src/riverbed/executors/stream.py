@@ -181,6 +181,8 @@ class StreamJob:
     # -- one micro-batch ----------------------------------------------------------------
     def step(self) -> bool:
         """Run one micro-batch. Returns False when the job has finished."""
+        started = time.perf_counter()
+        self.steps: dict[str, dict[str, int]] = {}
         self.tracker.begin()
         chunks, ends, dead = self._pull()
         stamped = self.tracker.stamp(chunks, ends)
@@ -202,12 +204,37 @@ class StreamJob:
         figures = [rt.figures() for rt in self.runtimes.values()]
         self.stats.open_windows = sum(f.get("open_windows", 0) for f in figures)
         self.stats.state_bytes = sum(f.get("state_bytes", 0) for f in figures)
+        commit_s = None
         if final or time.monotonic() - self.last_commit >= self.opts.commit_interval_ms / 1000:
+            timed = time.perf_counter()
             self.commit()
+            commit_s = time.perf_counter() - timed
         if self.opts.on_batch is not None:
             self.opts.on_batch(self.stats, outputs)
+        if self.opts.observer is not None and (rows_in or outputs or final):
+            self._observe(time.perf_counter() - started, commit_s, outputs)
         self.stats.ended = final
         return not final
+
+    def _observe(self, seconds: float, commit_s: float | None, outputs: dict[str, pl.DataFrame]) -> None:
+        """Tell the observer about this micro-batch (cheap: figures the loop already has)."""
+        figures: dict[str, Any] = {
+            "events": self.stats.events,
+            "events_per_s": self.stats.events_per_s,
+            "batch_rows": self.stats.last_batch_rows,
+            "batch_seconds": seconds,
+            "watermark": self.stats.watermark,
+            "watermark_delay_s": self.stats.watermark_delay_s(),
+            "open_windows": self.stats.open_windows,
+            "state_bytes": self.stats.state_bytes,
+            "late": self.stats.late,
+            "dead_letters": self.stats.dead_letters,
+        }
+        if commit_s is not None:
+            figures["sink_commit_s"] = commit_s
+        if outputs and self.stats.watermark is not None:
+            figures["end_to_end_latency_s"] = self.stats.watermark_delay_s()
+        self.opts.observer.on_batch(figures, self.steps)
 
     def _read_input(self, read_id: str, frames: list[pl.DataFrame], dead: list[pl.DataFrame]) -> list[Frame]:
         schema = self.res.schema(read_id)
@@ -242,6 +269,9 @@ class StreamJob:
                     continue
             got = self.runtimes[node.id].process(ins, tick)
             outs[(node.id, "out")] = got.out
+            if isinstance(got.out, pl.DataFrame):  # fused (lazy) steps are not counted apart
+                rows_in = sum(f.height for f in ins if isinstance(f, pl.DataFrame))
+                self.steps[node.id] = {"rows_in": rows_in, "rows_out": got.out.height}
             for port, frame in got.sides.items():
                 outs[(node.id, port)] = frame
             self._count(node.id, got.counts)
