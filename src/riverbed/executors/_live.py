@@ -10,6 +10,8 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
+from riverbed._humanize import duration
+
 if TYPE_CHECKING:
     from riverbed.executors.stream import StreamStats
 
@@ -54,7 +56,7 @@ class LiveDisplay:
             wm = datetime.fromtimestamp(s.watermark / 1000, tz=UTC)
             table.add_row("watermark", f"{wm:%Y-%m-%d %H:%M:%S.%f}"[:-3] + "Z")
             delay = s.watermark_delay_s()
-            table.add_row("behind wall time", f"{delay:,.1f} s" if delay is not None else "-")
+            table.add_row("behind wall time", duration(delay) if delay is not None else "-")
         table.add_row("open windows", f"{s.open_windows:,}")
         table.add_row("state", f"{s.state_bytes / 1e6:,.1f} MB")
         table.add_row("late events", f"{s.late:,}")

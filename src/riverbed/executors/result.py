@@ -35,14 +35,19 @@ class RunResult:
 
     def summary(self) -> str:
         """A few lines for humans."""
+        from riverbed._humanize import duration, plural
+
         lines = [
-            f"pipeline {self.pipeline!r} ({self.mode}) finished in {self.elapsed_s:.2f}s: "
-            f"{self.total_read:,} rows read"
-            + (f", {self.total_dead:,} dead letters" if self.total_dead else "")
-            + (f", {self.total_late:,} late events" if self.total_late else "")
+            f"pipeline {self.pipeline!r} ({self.mode}) finished in {duration(self.elapsed_s)}: "
+            f"{plural(self.total_read, 'row')} read"
+            + (f", {plural(self.total_dead, 'dead letter')}" if self.total_dead else "")
+            + (f", {plural(self.total_late, 'late event')}" if self.total_late else "")
         ]
+        partly = self.stats.get("late_assignments") or {}
+        if partly:
+            lines[0] += f", {plural(sum(partly.values()), 'late window assignment')}"
         for step, where in self.outputs.items():
-            lines.append(f"  {step}: {self.rows_written.get(step, 0):,} rows -> {where}")
+            lines.append(f"  {step}: {plural(self.rows_written.get(step, 0), 'row')} -> {where}")
         lines.extend(f"  note: {n}" for n in self.notes)
         return "\n".join(lines)
 

@@ -18,6 +18,9 @@ if TYPE_CHECKING:
     from polars._typing import PolarsDataType
 
 _LOG = logging.getLogger("riverbed.kafka")
+# librdkafka's own lines go to this logger, silent unless the user configures logging for
+# "riverbed.kafka": riverbed's errors say what matters (no 13 lines of broker chatter first)
+_LOG.addHandler(logging.NullHandler())
 
 Start = Literal["earliest", "latest"]
 Assignment = Literal["all", "group"]
