@@ -144,7 +144,6 @@ class KafkaWriter(SinkWriter):
         self._sent = 0
         conf: dict[str, Any] = {
             "bootstrap.servers": sink.bootstrap,
-            "logger": _LOG,
             "linger.ms": sink.linger_ms,
             "batch.size": sink.batch_size,
             "compression.type": sink.compression,
