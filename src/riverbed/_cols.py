@@ -31,6 +31,8 @@ KEEP = "__rb_keep"
 """Dedupe flag: the row is kept."""
 EMITTED = "__rb_emitted"
 """Session state: per key, the end of the last emitted session (µs)."""
+OCC = "__rb_occ"
+"""The n-th occurrence of identical rows (matching a user function's rows to its input's)."""
 RIGHT = "__r"
 """Suffix of the right-hand state columns when two partial states are joined."""
 

@@ -93,13 +93,22 @@ class WatermarkTracker:
 
     def stamp(
         self, chunks: list[tuple[PartitionClock, pl.DataFrame]], ends: dict[int, int]
-    ) -> list[pl.DataFrame]:
+    ) -> list[pl.DataFrame | pl.LazyFrame]:
         """Add ``__rb_wm`` to each chunk with an event time (chunks in arrival order; ``ends``
-        maps a partition's index to how many stamped rows arrived before it ended)."""
+        maps a partition's index to how many stamped rows arrived before it ended).
+
+        When only one partition holds the watermark in this micro-batch (the common case of a
+        single partition), the column is a lazy expression that fuses into the query of the
+        step that consumes the rows; otherwise it is computed over the arrival sequence."""
+        self._chunks = chunks
         index = {id(p): i for i, p in enumerate(self.parts)}
         timed = [(index[id(p)], df) for p, df in chunks if p.event_time is not None and df.height]
-        out = [df for _, df in chunks]
-        if timed:
+        out: list[pl.DataFrame | pl.LazyFrame] = [df for _, df in chunks]
+        alone = self._alone(timed, ends)
+        if alone is not None:
+            k, df = alone
+            out[k] = self._stamp_alone(self.parts[timed[0][0]], df)
+        elif timed:
             seq = pl.concat(
                 [
                     df.select(
@@ -129,6 +138,33 @@ class WatermarkTracker:
             self.parts[i].ended = True
         self._advance()
         return out
+
+    def _alone(
+        self, timed: list[tuple[int, pl.DataFrame]], ends: dict[int, int]
+    ) -> tuple[int, pl.DataFrame] | None:
+        """The one chunk of the micro-batch, when nothing else can hold the watermark while
+        its rows arrive and it has no rows without event time."""
+        if len(timed) != 1 or ends:
+            return None
+        i, df = timed[0]
+        if any(j != i for j in self._holding) or i not in self._holding:
+            return None
+        p = self.parts[i]
+        if df.get_column(p.event_time or "").null_count():
+            return None
+        return next(k for k, (q, d) in enumerate(self._chunks) if d is df), df
+
+    def _stamp_alone(self, p: PartitionClock, df: pl.DataFrame) -> pl.LazyFrame:
+        et = p.event_time or ""
+        t = event_time_expr(et, df.schema[et])
+        start_max = NEG if p.max_t is None else p.max_t
+        before = pl.max_horizontal(t.cum_max().shift(1).fill_null(start_max), pl.lit(start_max)) - p.delay
+        thr = pl.max_horizontal(before, pl.lit(self.start_wm, pl.Int64)).cast(pl.Int64)
+        col = df.get_column(et)
+        top = col.max() if col.dtype.is_integer() else df.select(t.max()).item()
+        top_us = int(top) * US if col.dtype.is_integer() else int(top)  # type: ignore[arg-type]
+        p.max_t = top_us if p.max_t is None else max(p.max_t, top_us)
+        return df.lazy().with_columns(thr.alias(WM))
 
     def _threshold(self, with_rows: list[int], ends: dict[int, int]) -> pl.Expr:
         row = pl.int_range(pl.len(), dtype=pl.Int64)

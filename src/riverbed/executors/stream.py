@@ -187,9 +187,10 @@ class StreamJob:
         chunks, ends, dead = self._pull()
         stamped = self.tracker.stamp(chunks, ends)
         final = all(p.ended for p in self.parts)
-        pulled: dict[str, list[pl.DataFrame]] = {}
-        for (p, _), df in zip(chunks, stamped, strict=True):
+        pulled: dict[str, list[Frame]] = {}
+        for (p, chunk), df in zip(chunks, stamped, strict=True):
             pulled.setdefault(p.read_id, []).append(df)
+            self.result.rows_read[p.read_id] += chunk.height
         rows_in = sum(df.height for _, df in chunks)
         self.stats.events += rows_in
         self.stats.last_batch_rows = rows_in
@@ -236,20 +237,25 @@ class StreamJob:
             figures["end_to_end_latency_s"] = self.stats.watermark_delay_s()
         self.opts.observer.on_batch(figures, self.steps)
 
-    def _read_input(self, read_id: str, frames: list[pl.DataFrame], dead: list[pl.DataFrame]) -> list[Frame]:
+    def _read_input(self, read_id: str, frames: list[Frame], dead: list[pl.DataFrame]) -> list[Frame]:
         schema = self.res.schema(read_id)
-        if frames:
-            rows = pl.concat(frames, how="vertical_relaxed") if len(frames) > 1 else frames[0]
+        rows: Frame
+        if len(frames) == 1:
+            rows = frames[0]
+        elif any(isinstance(f, pl.LazyFrame) for f in frames):
+            rows = pl.concat([f.lazy() for f in frames], how="vertical_relaxed")
+        elif frames:
+            rows = pl.concat(frames, how="vertical_relaxed")  # type: ignore[type-var]
         else:
             rows = pl.DataFrame(schema=schema)
             if self.res.event_times[(read_id, "out")] is not None:
                 rows = rows.with_columns(pl.lit(None, pl.Int64).alias(WM))
         letters = pl.concat(dead) if dead else pl.DataFrame(schema=DEAD_LETTER_SCHEMA)
-        self.result.rows_read[read_id] += sum(f.height for f in frames) + letters.height
+        self.result.rows_read[read_id] += letters.height
         return [rows, letters]
 
     def _run_plan(
-        self, pulled: dict[str, list[pl.DataFrame]], dead: dict[str, list[pl.DataFrame]], tick: Tick
+        self, pulled: dict[str, list[Frame]], dead: dict[str, list[pl.DataFrame]], tick: Tick
     ) -> dict[str, pl.DataFrame]:
         """One micro-batch through every step. Stateless steps stay lazy and fuse into the
         query of the next step that needs rows."""

@@ -7,10 +7,12 @@ exact:
 * ``map_rows`` knows each output row's input row;
 * ``map_batches``: when the function keeps the number of rows and the event-time column as
   they were, rows keep their watermarks by position (the (event time, watermark) pairs are
-  the same, which is all lateness looks at); otherwise an output row takes the smallest
-  watermark of the input rows with its event time, and a row whose event time is new takes
-  the smallest watermark of the micro-batch. Both fall back towards an *earlier* watermark,
-  which can make a late event on time but never an on-time event late.
+  the same, which is all lateness looks at); when it returns input rows unchanged (a filter,
+  a reordering, a projection), each output row is matched to its input row by content (the
+  n-th of identical rows to the n-th), exact whatever the order; otherwise an output row
+  takes the smallest watermark of the input rows with its event time, and a row whose event
+  time is new the smallest of the micro-batch. The fall-backs lean towards an *earlier*
+  watermark, which can make a late event on time but never an on-time event late.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from typing import Any
 
 import polars as pl
 
-from riverbed._cols import WM, visible
+from riverbed._cols import OCC, WM, visible
 from riverbed._errors import UserFunctionError
 from riverbed._plan import MapBatchesNode, MapRowsNode, where
 from riverbed.operators.base import Cols, Frame, Operator, Outputs, Runtime, StepContext, Tick, operator
@@ -160,9 +162,29 @@ class UserRuntime(Runtime):
         same_times = et is not None and et in df.columns and df.height == src.height
         if same_times and et is not None and df.get_column(et).equals(src.get_column(et)):
             return wm
+        matched = _by_content(src, df)
+        if matched is not None:
+            return matched
         floor = int(wm.min())  # type: ignore[arg-type]
         if et is None or et not in df.columns or df.schema[et] != src.schema[et]:
             return pl.repeat(floor, df.height, dtype=pl.Int64, eager=True).alias(WM)
         by_time = src.group_by(et).agg(pl.col(WM).min())
         joined = df.select(et).join(by_time, on=et, how="left", maintain_order="left")
         return joined.get_column(WM).fill_null(floor)
+
+
+def _by_content(src: pl.DataFrame, df: pl.DataFrame) -> pl.Series | None:
+    """Watermarks of output rows that are input rows unchanged (the n-th of identical rows
+    matched to the n-th), or None when some output row is not an input row."""
+    cols = [c for c in df.columns if c in src.schema and src.schema[c] == df.schema[c]]
+    if not cols or len(cols) != df.width:
+        return None
+    occ = pl.int_range(pl.len()).over(cols).alias(OCC)
+    try:
+        left = df.select(cols).with_columns(occ)
+        right = src.select(*cols, WM).with_columns(occ)
+        joined = left.join(right, on=[*cols, OCC], how="left", maintain_order="left", nulls_equal=True)
+    except pl.exceptions.PolarsError:  # columns that cannot be grouped or joined on
+        return None
+    got = joined.get_column(WM)
+    return None if got.null_count() else got

@@ -214,10 +214,16 @@ class FixedState(KeyedWindows):
 
     def process(self, rows: pl.LazyFrame, tick: Tick) -> tuple[pl.DataFrame, pl.DataFrame, dict[str, int]]:
         closes = self.size + self.lateness
-        last = window_start_expr(self.spec, pl.col(T))
-        flagged = rows.with_columns((last + closes <= pl.col(WM)).alias(LATE))
-        late_q = flagged.filter(pl.col(LATE)).drop(T, LATE)
-        assigned = assign_windows(flagged.filter(~pl.col(LATE)), self.spec)
+        if isinstance(self.spec, Tumbling):  # one window per event: assign it once
+            flagged = rows.with_columns(window_start_expr(self.spec, pl.col(T)).alias(START))
+            flagged = flagged.with_columns((pl.col(START) + closes <= pl.col(WM)).alias(LATE))
+            late_q = flagged.filter(pl.col(LATE)).drop(START, T, LATE)
+            assigned = flagged.filter(~pl.col(LATE))
+        else:  # an event is late when its last window is
+            last = window_start_expr(self.spec, pl.col(T))
+            flagged = rows.with_columns((last + closes <= pl.col(WM)).alias(LATE))
+            late_q = flagged.filter(pl.col(LATE)).drop(T, LATE)
+            assigned = assign_windows(flagged.filter(~pl.col(LATE)), self.spec)
         queries = [late_q]
         if isinstance(self.spec, Sliding):  # drop the late windows of events on time for others
             partly = pl.col(START) + closes <= pl.col(WM)
