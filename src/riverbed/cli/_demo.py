@@ -61,7 +61,7 @@ def build_report(data: Path, warehouse: Path) -> object:
     import riverbed as rb
 
     p = rb.Pipeline("end_of_day")
-    sales = p.read(rb.files(str(data / "*.parquet")), event_time="ts")
+    sales = p.read(rb.files(str(data / "*.parquet")), event_time="ts", name="sales")
     paid = sales.filter(pl.col("amount") > 0)
     (
         paid.window(rb.tumbling("1d"), by="store_id")
@@ -71,18 +71,18 @@ def build_report(data: Path, warehouse: Path) -> object:
             avg_ticket=rb.mean("amount"),
             products=rb.count_distinct("product_id"),
         )
-        .write(rb.duckdb(warehouse, table="daily_store_revenue"))
+        .write(rb.duckdb(warehouse, table="daily_store_revenue"), name="daily_store_revenue")
     )
     (
         paid.with_columns(pl.col("region").cast(pl.String))
         .window(rb.tumbling("1h"), by="region")
         .agg(revenue=rb.sum("amount"), orders=rb.count())
-        .write(rb.duckdb(warehouse, table="hourly_region_revenue"))
+        .write(rb.duckdb(warehouse, table="hourly_region_revenue"), name="hourly_region_revenue")
     )
     (
         sales.filter(pl.col("amount") <= 0)
         .select("event_id", "ts", "store_id", "amount")
-        .write(rb.file_sink(warehouse.parent / "refunds.parquet"))
+        .write(rb.file_sink(warehouse.parent / "refunds.parquet"), name="refunds")
     )
     return p
 
