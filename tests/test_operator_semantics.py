@@ -71,15 +71,18 @@ def test_dedupe_null_keys_match_across_micro_batches() -> None:
 
 
 # -- window bound types ----------------------------------------------------------------------
-def test_int32_event_time_keeps_its_type_in_window_bounds() -> None:
-    ev = pl.DataFrame({"ts": [0, 1500]}, schema={"ts": pl.Int32})
+@pytest.mark.parametrize("dtype", [pl.Int16, pl.Int32, pl.UInt64])
+def test_integer_event_times_give_int64_bounds_in_both_modes(dtype: pl.DataType) -> None:
+    ev = pl.DataFrame({"ts": [0, 1500, 32_000]}, schema={"ts": dtype})
     for mode in ("batch", "stream"):
-        p = rb.Pipeline("i32")
-        out = collect()
-        p.read(source([ev]), event_time="ts").window(rb.tumbling("1s")).agg(n=rb.count()).write(out)
-        run(p, mode)
-        assert out.frame().schema["window_start"] == pl.Int32, mode
-        assert out.frame().schema["window_end"] == pl.Int32, mode
+        for spec in (rb.tumbling("1m"), rb.tumbling("1d", offset="1h"), rb.sliding("10s", every="5s")):
+            p = rb.Pipeline("ints")
+            out = collect()
+            p.read(source([ev]), event_time="ts").window(spec).agg(n=rb.count()).write(out)
+            assert p.validate()[p.plan().nodes[1].id]["window_start"] == pl.Int64  # type: ignore[index]
+            run(p, mode)
+            assert out.frame().schema["window_start"] == pl.Int64, mode
+            assert out.frame().schema["window_end"] == pl.Int64, mode
 
 
 def test_date_event_time_gives_datetime_bounds_in_both_modes() -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -36,7 +37,7 @@ from riverbed._plan import (
 from riverbed._time import Duration, to_ms
 from riverbed.aggregates import Agg
 from riverbed.connectors.base import Endpoint, Sink, Source, sink_of, source_of
-from riverbed.windows import WindowSpec
+from riverbed.windows import Session, Sliding, Tumbling, WindowSpec
 
 if TYPE_CHECKING:
     from riverbed.executors.result import RunResult
@@ -106,7 +107,7 @@ class Pipeline:
         source: Source | Endpoint | str,
         *,
         event_time: str | None = None,
-        watermark: Watermark | None = None,
+        watermark: Watermark | Duration | None = None,
         name: str | None = None,
     ) -> Stream:
         """Add a source: a connector (``rb.files(...)``) or a URI string.
@@ -119,7 +120,8 @@ class Pipeline:
             Column holding each event's time (int epoch milliseconds, Datetime or Date).
             Needed by windows.
         watermark
-            Watermark strategy for stream mode (default: ``watermark(max_delay=0)``).
+            Watermark strategy for stream mode (default: ``watermark(max_delay=0)``); a
+            duration such as ``"10s"`` means ``rb.watermark(max_delay="10s")``.
         name
             The step's id (default: derived from the source and event-time column).
         """
@@ -128,6 +130,13 @@ class Pipeline:
         src = resolve_source(source) if isinstance(source, str) else source_of(source)
         if not isinstance(src, Source):
             raise PlanError(f"read() takes a source connector or a URI string, got {source!r}")
+        if watermark is not None and not isinstance(watermark, Watermark):
+            if isinstance(watermark, str | int | timedelta) and not isinstance(watermark, bool):
+                watermark = globals()["watermark"](max_delay=watermark)  # a duration: max_delay
+            else:
+                raise PlanError(
+                    f"watermark= takes rb.watermark(max_delay=...) or a duration, got {watermark!r}"
+                )
         if watermark is not None and event_time is None:
             raise PlanError("a watermark needs an event_time column: p.read(..., event_time='ts')")
         step = self._add(ReadNode, (), name, source=src, event_time=event_time, watermark=watermark)
@@ -371,7 +380,16 @@ class Stream:
         >>> out.frame().sort("k", "window_start").rows()
         [('a', 0, 60000, 1), ('a', 60000, 120000, 2), ('b', 0, 60000, 3)]
         """
+        if not isinstance(spec, Tumbling | Sliding | Session):
+            raise PlanError(
+                f"window() takes a window spec such as rb.tumbling('1m'), rb.sliding('10m', "
+                f"every='1m') or rb.session('30m'); got {spec!r}"
+            )
+        if isinstance(by, pl.Expr):
+            raise PlanError(f"window(by=...) takes column names (str), got the expression {by}")
         keys = (by,) if isinstance(by, str) else tuple(by or ())
+        if not all(isinstance(k, str) for k in keys):
+            raise PlanError(f"window(by=...) takes column names (str), got {by!r}")
         if emit not in ("final", "update"):
             raise PlanError(f"emit must be 'final' or 'update', got {emit!r}")
         lateness = to_ms(allowed_lateness, what="allowed_lateness")
@@ -400,6 +418,11 @@ class Stream:
         """
         from riverbed.connectors import resolve_source
 
+        if how not in ("left", "inner"):
+            raise PlanError(
+                f"lookup(how={how!r}): a lookup keeps each event once, so how is 'left' (events "
+                "without a match keep nulls) or 'inner' (they are dropped)"
+            )
         src = resolve_source(table) if isinstance(table, str) else source_of(table)
         keys = (on,) if isinstance(on, str) else tuple(on)
         return self._then(LookupJoinNode, name, table=src, on=keys, how=how)
@@ -449,6 +472,11 @@ class Windowed:
         for name, a in aggs.items():
             if not isinstance(a, Agg):
                 raise PlanError(f"agg {name}=: expected an aggregate like rb.sum('col'), got {a!r}")
+            if name in ("window_start", "window_end", *self.by):
+                raise PlanError(
+                    f"agg {name}=: {name!r} is already an output column of the window "
+                    "(keys, window_start, window_end); pick another name"
+                )
         s = self.stream._then(
             WindowAggNode,
             self.name,

@@ -167,20 +167,24 @@ def event_time_expr(column: str, dtype: pl.DataType) -> pl.Expr:
 
 def bound_type(dtype: pl.DataType) -> pl.DataType:
     """The type of ``window_start``/``window_end`` for an event-time column of ``dtype``:
-    the same type, except Date, whose windows may start inside a day (Datetime, µs).
+    Int64 epoch milliseconds for any integer type (a window may end past a small type's
+    range, or start before 0 with an offset), the column's own type for Datetime, and
+    Datetime (µs) for Date, whose windows may start inside a day.
 
     Examples
     --------
     >>> bound_type(pl.Int32), bound_type(pl.Date)
-    (Int32, Datetime(time_unit='us', time_zone=None))
+    (Int64, Datetime(time_unit='us', time_zone=None))
     """
+    if dtype.is_integer():
+        return pl.Int64()
     return pl.Datetime("us") if dtype == pl.Date else dtype
 
 
 def from_us_expr(expr: pl.Expr, dtype: pl.DataType) -> pl.Expr:
     """Turn int64 epoch µs back into the window-bound type for event time of ``dtype``."""
     if dtype.is_integer():
-        return (expr // US).cast(dtype)
+        return expr // US
     if isinstance(dtype, pl.Datetime):
         out = pl.from_epoch(expr, time_unit="us").cast(pl.Datetime(dtype.time_unit or "us"))
         if dtype.time_zone:

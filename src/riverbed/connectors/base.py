@@ -99,6 +99,12 @@ class Source(ABC):
         """What makes this source itself, for the read step's stable id (default: describe())."""
         return self.describe()
 
+    def fails_on_bad_records(self) -> bool:
+        """Whether a bad record (one with no event time, say) stops the job
+        (``on_error="fail"``, the default of sources that have the option) rather than
+        going to dead letters."""
+        return bool(getattr(self, "on_error", "dead_letter") == "fail")
+
     def caps(self) -> Capabilities:
         """What this source, as configured, can do (default: the class's ``capabilities``)."""
         return self.capabilities

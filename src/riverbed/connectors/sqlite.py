@@ -48,8 +48,9 @@ def _rows(df: pl.DataFrame) -> list[tuple[Any, ...]]:
     for c, t in df.schema.items():
         if t.is_temporal():
             conv.append(pl.col(c).dt.to_string("iso") if t != pl.Time else pl.col(c).cast(pl.String))
-        elif isinstance(t, pl.List | pl.Struct | pl.Array):
-            conv.append(pl.col(c).map_elements(repr, pl.String))
+        elif isinstance(t, pl.List | pl.Struct | pl.Array):  # nested values as JSON text
+            text = pl.struct(pl.col(c).alias("v")).struct.json_encode().str.slice(5).str.head(-1)
+            conv.append(pl.when(pl.col(c).is_not_null()).then(text).alias(c))
         elif t == pl.Boolean:
             conv.append(pl.col(c).cast(pl.Int8))
         elif t.is_decimal():

@@ -76,8 +76,10 @@ class StreamOptions:
                 f"stream mode takes no option(s) {unknown}.\n  options: max_batch_rows, max_wait, "
                 "commit_interval, stop, stop_after, live, clock, on_batch, observer"
             )
+        if "max_batch_rows" in kw and kw["max_batch_rows"] is None:
+            kw["max_batch_rows"] = 2**62  # no row limit: max_wait alone closes micro-batches
         opts = cls(**kw)
-        if opts.max_batch_rows < 1:
+        if not isinstance(opts.max_batch_rows, int) or opts.max_batch_rows < 1:
             raise PlanError(f"max_batch_rows must be >= 1, got {opts.max_batch_rows}")
         return opts
 

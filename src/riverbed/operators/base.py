@@ -138,7 +138,7 @@ class Operator:
         raise PlanError(
             f"step {self.id!r} ({self.node.describe()}) follows a window with emit='update', whose "
             "rows replace earlier versions of the same window; this step would treat them as new rows.\n"
-            "  hint: write the window's output directly (filter/with_columns/select are fine), or "
+            "  hint: write the window's output directly (with_columns/select are fine), or "
             "use emit='final'"
         )
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import polars as pl
 
 from riverbed._cols import visible
+from riverbed._errors import RecordError
 from riverbed._plan import ReadNode, did_you_mean, fmt_cols
 from riverbed.connectors.base import DEAD_LETTER_SCHEMA
 from riverbed.operators.base import Cols, Frame, Operator, Outputs, Runtime, StepContext, Tick, operator
@@ -28,6 +29,19 @@ def _letters(node: ReadNode, rows: pl.LazyFrame, position: str) -> pl.LazyFrame:
         field=pl.lit(et),
         error=pl.lit(f"event-time column {et!r} is null"),
         raw=pl.struct(pl.all()).struct.json_encode(),
+    )
+
+
+def _no_time(node: ReadNode, first: pl.DataFrame, mode: str) -> RecordError:
+    et = node.event_time or ""
+    raw = first.select(pl.struct(pl.all()).struct.json_encode()).item()
+    return RecordError(
+        f"step {node.id!r}: a record of {node.source.describe()} has no event time (column {et!r} "
+        f"is null): {raw}\n  hint: on_error='dead_letter' sends such records to dead letters",
+        source=node.source.describe(),
+        position=mode,
+        field=et,
+        raw=raw,
     )
 
 
@@ -80,6 +94,10 @@ class Read(Operator):
         if node.event_time is None or known == 0:
             return Outputs(raw, {"dead": parsed, "count": count})
         t = pl.col(node.event_time)
+        if node.source.fails_on_bad_records():
+            first = raw.filter(t.is_null()).head(1).collect()
+            if first.height:
+                raise _no_time(node, first, "batch")
         untimed = _letters(node, raw.filter(t.is_null()), "batch")
         return Outputs(raw.filter(t.is_not_null()), {"dead": pl.concat([parsed, untimed]), "count": count})
 
@@ -106,6 +124,8 @@ class ReadRuntime(Runtime):
         if not rows.width or not rows.get_column(et).null_count():
             return Outputs(rows, sides, {"dead": dead})
         t = event_time_expr(et, rows.schema[et])
+        if self.node.source.fails_on_bad_records():
+            raise _no_time(self.node, visible(rows.filter(t.is_null()).head(1)), "stream")
         letters = _letters(self.node, visible(rows.filter(t.is_null())).lazy(), "stream").collect()
         sides["dead"] = pl.concat([parse_dead.lazy(), letters.lazy()]).collect()
         return Outputs(rows.filter(t.is_not_null()), sides, {"dead": dead + letters.height})

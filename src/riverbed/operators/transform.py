@@ -85,6 +85,18 @@ class Filter(ExprOp):
 
     node: FilterNode
 
+    def update_key(self, keys: list[tuple[str, ...] | None], ctx: StepContext) -> tuple[str, ...] | None:
+        key = pass_key(self, keys, ctx)
+        used = roots(self.exprs())
+        if key is not None and (used is None or not used <= set(key)):
+            raise PlanError(
+                f"step {self.id!r} ({self.node.describe()}) filters the rows of an emit='update' "
+                "window on more than its key: a window that passed once and fails after an "
+                "update would keep its old row in the sink.\n  hint: filter before the window, "
+                f"filter only on {list(key)}, or use emit='final'"
+            )
+        return key
+
     def exprs(self) -> tuple[pl.Expr, ...]:
         return (self.node.predicate,)
 

@@ -87,6 +87,7 @@ class Window(Operator):
         schema = inputs[0]
         et = self.check_columns(schema, ctx.event_time)
         probe = pl.LazyFrame(schema=schema).with_columns(event_time_expr(et, schema[et]).alias(T))
+        self._probe_merge(probe)
         try:
             out = aggregate_frame(probe, list(self.node.by), self.node.aggs).collect_schema()
         except pl.exceptions.PolarsError as exc:
@@ -103,6 +104,22 @@ class Window(Operator):
 
     def side_schemas(self, inputs: list[pl.Schema | None], ctx: StepContext) -> dict[str, pl.Schema | None]:
         return {"late": inputs[0]}
+
+    def _probe_merge(self, probe: pl.LazyFrame) -> None:
+        """Run every aggregate's partial -> merge -> finish on no rows, so a mistake in a user
+        aggregate is a PlanError now, not an error once a window spans micro-batches."""
+        keys = list(self.node.by)
+        for name, agg in self.node.aggs:
+            try:
+                state = probe.group_by(keys).agg(*partial_exprs(name, agg))
+                merged = state.group_by(keys).agg(*merge_exprs(name, agg))
+                merged.with_columns(finish_expr(name, agg)).collect_schema()
+            except Exception as exc:  # a user's expressions: any mistake, named
+                raise self.fail(
+                    f"aggregate {name}={agg.describe()} does not work: {type(exc).__name__}: {exc}\n"
+                    "  hint: merge must return every state column of partial, and finish may "
+                    "read only those"
+                ) from None
 
     def needs(self, downstream: Cols, ctx: StepContext) -> Cols:
         if any(c.port == "late" for c in ctx.plan.consumers(self.id)):
