@@ -6,7 +6,7 @@ Output: one row per store and day with ``store_id, window_start, window_end, rev
 
 Run it (``-p`` values are passed to :func:`pipeline`)::
 
-    python -m benchmarks.gen --events 1000000 --out data/sales.parquet   # some data first
+    riverbed gen --events 1000000 --out data/sales.parquet   # some data first
     riverbed run examples/daily_revenue.py --mode batch \\
         -p source=data/sales.parquet \\
         -p sink=out/warehouse.duckdb#daily_revenue

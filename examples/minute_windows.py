@@ -8,7 +8,7 @@ and an event that arrives after that is *late*: it is left out of its window and
 Input: sales events with ``ts_ms`` (event time, epoch milliseconds), ``store_id``, ``amount``.
 Output: ``store_id, window_start, window_end, revenue, orders`` per store and minute.
 
-Run it (``python -m benchmarks.gen --events 1000000 --out data/sales.parquet`` makes data)::
+Run it (``riverbed gen --events 1000000 --out data/sales.parquet`` makes data)::
 
     riverbed run examples/minute_windows.py --mode stream \\
         -p source=data/sales.parquet \\

@@ -120,8 +120,14 @@ def generate(n_events: int, seed: int = 0, start_ms: int = DEFAULT_START_MS) -> 
 def _write_atomic(df: pl.DataFrame, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    suffix = path.suffix.lower()
     try:
-        df.write_parquet(tmp)
+        if suffix == ".csv":
+            df.write_csv(tmp)
+        elif suffix in (".jsonl", ".ndjson", ".json"):
+            df.write_ndjson(tmp)
+        else:
+            df.write_parquet(tmp)
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)

@@ -149,9 +149,14 @@ def load_pipeline(spec: str, params: dict[str, str]) -> Pipeline:
         candidates = [(attr, getattr(module, attr))]
     else:
         candidates = [(n, getattr(module, n)) for n in _FACTORY_NAMES if hasattr(module, n)]
-        candidates += [
-            (n, v) for n, v in vars(module).items() if isinstance(v, Pipeline) and (n, v) not in candidates
-        ]
+        objects = [(n, v) for n, v in vars(module).items() if isinstance(v, Pipeline)]
+        if not candidates and len(objects) > 1:
+            names = ", ".join(n for n, _ in objects)
+            raise ConfigError(
+                f"{path} defines several pipelines ({names}); say which to run.\n"
+                f"  hint: riverbed run {path}:{objects[0][0]}"
+            )
+        candidates += [(n, v) for n, v in objects if (n, v) not in candidates]
     for name, obj in candidates:
         where = f"{path}:{name}"
         if isinstance(obj, Pipeline):

@@ -67,7 +67,9 @@ def status(
     if not jobs:
         out.print(f"no jobs under {resolved} (a job appears here once `riverbed run` starts it)")
         return
-    out.print(_table(jobs))
+    # off a terminal (a pipe, a file) the width is not the reader's: never squeeze columns away
+    console = out if out.is_terminal else Console(width=200, soft_wrap=True)
+    console.print(_table(jobs))
 
 
 def _table(jobs: list[dict[str, Any]]) -> Table:

@@ -8,7 +8,7 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import unquote, urlsplit
 
-from riverbed._errors import MissingExtraError, RiverbedError, TransientError
+from riverbed._errors import ConfigError, MissingExtraError, RiverbedError, TransientError
 
 if TYPE_CHECKING:
     from psycopg import Connection
@@ -73,6 +73,13 @@ def pg_errors(where: str, url: str, action: str, terminal: type[RiverbedError]) 
             "TO ...; GRANT CREATE ON SCHEMA ... TO ...)"
         ) from None
     except (psycopg.OperationalError, psycopg.errors.TransactionRollback) as exc:
+        text = str(exc)
+        if any(m in text for m in _LOGIN_REFUSED):  # the server answered: retrying will not help
+            raise ConfigError(
+                f"{where}: PostgreSQL at {_address(url)} refused the login: {_last_line(exc)}\n"
+                "  hint: check the database name, the user and the password in the URL "
+                "(postgresql://USER[:PASSWORD]@HOST:PORT/DB)"
+            ) from None
         raise TransientError(
             f"{where}: PostgreSQL at {_address(url)} failed while {action}: {_first_line(exc)}\n"
             "  hint: is the server running and reachable? A commit cut off by a lost connection may "
@@ -80,6 +87,19 @@ def pg_errors(where: str, url: str, action: str, terminal: type[RiverbedError]) 
         ) from exc
     except psycopg.Error as exc:
         raise terminal(f"{where}: {action} failed: {_first_line(exc)}") from exc
+
+
+_LOGIN_REFUSED = (
+    "does not exist",
+    "password authentication failed",
+    "no pg_hba.conf entry",
+    "no password supplied",
+)
+
+
+def _last_line(exc: BaseException) -> str:
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return lines[-1] if lines else type(exc).__name__
 
 
 def _first_line(exc: BaseException) -> str:

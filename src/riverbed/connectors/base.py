@@ -185,6 +185,13 @@ class Sink(ABC):
         """What makes this sink itself, for the write step's stable id (default: describe())."""
         return self.describe()
 
+    def required_columns(self) -> tuple[str, ...]:
+        """Columns the rows must have (an upsert key, a routing key), checked at validation."""
+        key = getattr(self, "key", None)
+        if isinstance(key, str):
+            return (key,)
+        return tuple(key) if isinstance(key, tuple | list) else ()
+
 
 @runtime_checkable
 class Endpoint(Protocol):

@@ -57,6 +57,9 @@ class PostgresSink(TableSink):
 
     connect_timeout: float = 10.0
 
+    def __repr__(self) -> str:  # never print a password
+        return f"PostgresSink({self.describe()!r})"
+
     kind: ClassVar[str] = "postgres"
 
     def describe(self) -> str:
@@ -327,6 +330,9 @@ class PostgresSource(TableSource):
 
     kind: ClassVar[str] = "postgres"
 
+    def __repr__(self) -> str:  # never print a password
+        return f"PostgresSource({self.describe()!r})"
+
     def describe(self) -> str:
         if self.query:
             text = " ".join(self.query.split())
@@ -425,6 +431,9 @@ class PostgresTable:
     mode: TableMode = "replace"
     key: tuple[str, ...] = ()
     connect_timeout: float = 10.0
+
+    def __repr__(self) -> str:  # never print a password
+        return f"PostgresTable({safe_url(self.url)!r}, table={self.table!r}, query={self.query!r})"
 
     def as_source(self) -> PostgresSource:
         return PostgresSource(self.url, self.table or "", self.query or "", self.connect_timeout)

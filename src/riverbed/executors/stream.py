@@ -81,6 +81,7 @@ class StreamJob:
         self.dead_consumed = {n.inputs[0] for n in plan.nodes if n.port == "dead"}
         self.epoch = 0
         self.last_commit = time.monotonic()
+        self._observed = 0.0
         self.parts: list[PartitionClock] = []
         self.writers: dict[str, SinkWriter] = {}
         self._turn = -1
@@ -188,9 +189,11 @@ class StreamJob:
         stamped = self.tracker.stamp(chunks, ends)
         final = all(p.ended for p in self.parts)
         pulled: dict[str, list[Frame]] = {}
+        self._pulled_rows: dict[str, int] = {}
         for (p, chunk), df in zip(chunks, stamped, strict=True):
             pulled.setdefault(p.read_id, []).append(df)
             self.result.rows_read[p.read_id] += chunk.height
+            self._pulled_rows[p.read_id] = self._pulled_rows.get(p.read_id, 0) + chunk.height
         rows_in = sum(df.height for _, df in chunks)
         self.stats.events += rows_in
         self.stats.last_batch_rows = rows_in
@@ -212,8 +215,11 @@ class StreamJob:
             commit_s = time.perf_counter() - timed
         if self.opts.on_batch is not None:
             self.opts.on_batch(self.stats, outputs)
-        if self.opts.observer is not None and (rows_in or outputs or final):
-            self._observe(time.perf_counter() - started, commit_s, outputs)
+        if self.opts.observer is not None:
+            now = time.monotonic()  # an idle job still reports (a heartbeat a second)
+            if rows_in or outputs or final or now - self._observed >= 1.0:
+                self._observed = now
+                self._observe(time.perf_counter() - started, commit_s, outputs)
         self.stats.ended = final
         return not final
 
@@ -275,7 +281,10 @@ class StreamJob:
                     continue
             got = self.runtimes[node.id].process(ins, tick)
             outs[(node.id, "out")] = got.out
-            if isinstance(got.out, pl.DataFrame):  # fused (lazy) steps are not counted apart
+            if not ports:  # a read: the rows its partitions delivered
+                n = self._pulled_rows.get(node.id, 0)
+                self.steps[node.id] = {"rows_in": n, "rows_out": n}
+            elif op.stateful and isinstance(got.out, pl.DataFrame):  # fused lazy steps: not apart
                 rows_in = sum(f.height for f in ins if isinstance(f, pl.DataFrame))
                 self.steps[node.id] = {"rows_in": rows_in, "rows_out": got.out.height}
             for port, frame in got.sides.items():
@@ -285,6 +294,7 @@ class StreamJob:
                 df = visible(_rows(got.out))
                 self.writers[node.id].write(df)
                 self.result.rows_written[node.id] += df.height
+                self.steps[node.id] = {"rows_in": df.height, "rows_out": df.height}
                 shown[node.id] = df
             elif op.stateful and isinstance(got.out, pl.DataFrame):
                 shown[node.id] = got.out

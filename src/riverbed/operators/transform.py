@@ -244,6 +244,12 @@ class Write(Operator):
 
     node: WriteNode
 
+    def output_schema(self, inputs: list[pl.Schema], ctx: StepContext) -> pl.Schema | None:
+        need = [c for c in self.node.sink.required_columns() if c not in inputs[0]]
+        if need:
+            raise self.missing(need, inputs[0], f"\n  hint: {self.node.sink.describe()} keys rows by them")
+        return inputs[0]
+
     def check(self, ctx: StepContext) -> None:
         caps = self.node.sink.capabilities
         if ctx.mode == "stream" and not caps.unbounded:
