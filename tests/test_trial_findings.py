@@ -91,3 +91,14 @@ def test_max_batch_rows_none_means_no_row_limit() -> None:
     p.read(source([pl.DataFrame({"ts": [0, 1]})]), event_time="ts").write(out)
     p.run("stream", progress=False, max_batch_rows=None)
     assert out.frame().height == 2
+
+
+@pytest.mark.parametrize("mode", ["batch", "stream"])
+def test_parquet_files_whose_types_differ_name_the_file(mode: str, tmp_path: Path) -> None:
+    (tmp_path / "g").mkdir()
+    pl.DataFrame({"k": [1, 2], "ts": [0, 1]}).write_parquet(tmp_path / "g" / "a.parquet")
+    pl.DataFrame({"k": ["x"], "ts": [2]}).write_parquet(tmp_path / "g" / "b.parquet")
+    p = rb.Pipeline("mix")
+    p.read(str(tmp_path / "g" / "*.parquet"), event_time="ts").write(collect())
+    with pytest.raises(rb.SourceError, match=r"b\.parquet: column 'k' is String here but Int64"):
+        p.run(mode, progress=False, home=tmp_path)  # type: ignore[arg-type]

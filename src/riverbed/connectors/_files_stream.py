@@ -240,7 +240,7 @@ class _FilesReader(SourceReader):
         def read(rg: int) -> pl.DataFrame:
             df = pl.from_arrow(pf.read_row_group(rg, columns=names))
             assert isinstance(df, pl.DataFrame)
-            return df.select(names)  # the files may order their columns differently
+            return _conform(df.select(names), self.schema, file)  # columns by name, types checked
 
         with ThreadPoolExecutor(1) as pool:
             pending = pool.submit(read, groups[0][0]) if groups else None
@@ -303,6 +303,24 @@ class _FilesReader(SourceReader):
         out = pl.concat(self.dead)
         self.dead = []
         return out
+
+
+def _conform(df: pl.DataFrame, schema: pl.Schema, file: str) -> pl.DataFrame:
+    """``df`` with the source's column types: numbers widen, anything else that differs from
+    the first file is an error naming this file (batch mode refuses it too)."""
+    casts = []
+    for name, dtype in df.schema.items():
+        want = schema.get(name)
+        if want is None or want == dtype:
+            continue
+        if dtype.is_numeric() and want.is_numeric():
+            casts.append(pl.col(name).cast(want))
+            continue
+        raise SourceError(
+            f"{file}: column {name!r} is {dtype} here but {want} in the source's schema (its first "
+            "file).\n  hint: give every file the same types, or declare schema= on rb.files(...)"
+        )
+    return df.with_columns(casts) if casts else df
 
 
 def _check_event_time(df: pl.DataFrame, column: str, file: str, first_row: int) -> None:

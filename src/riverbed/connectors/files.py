@@ -88,6 +88,14 @@ def check_parquet_columns(file: str, schema: pl.Schema) -> list[str]:
             f"  expected: {schema.names()}\n"
             "  hint: declare schema={...} to read only the columns you need from every file"
         )
+    for name, want in schema.items():
+        got = have[name]
+        if got != want and not (got.is_numeric() and want.is_numeric()):
+            raise SourceError(
+                f"{file}: column {name!r} is {got} here but {want} in the source's schema (its "
+                "first file).\n  hint: give every file the same types, or declare schema= on "
+                "rb.files(...)"
+            )
     return schema.names()
 
 
