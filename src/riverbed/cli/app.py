@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import sys
 import traceback
 from pathlib import Path
@@ -105,6 +106,8 @@ def run(
             raise RiverbedError("--max-batch-rows and --max-wait are stream options")
         from riverbed.cli.observe_cmd import run_observed
 
+        if mode == "batch":  # SIGTERM stops a batch run as Ctrl-C does (stream mode has its own)
+            signal.signal(signal.SIGTERM, _interrupt)
         result = run_observed(
             pipeline,
             mode,
@@ -121,6 +124,10 @@ def run(
         _fail(exc)
     else:
         err.print(result.summary(), markup=False)
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 @app.command(cls=Command)
