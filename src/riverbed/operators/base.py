@@ -155,6 +155,22 @@ class Operator:
         """The stream runtime, from the step's context and its checkpointed state."""
         return StatelessRuntime(self, ctx)
 
+    # -- Spark (batch) -------------------------------------------------------------------
+    def spark_form(self) -> str:
+        """How the Spark engine runs this step (see :mod:`riverbed.executors.spark`):
+        ``map``: its ``lower`` on each Arrow batch, fused with its neighbours in one
+        ``mapInArrow``; ``read``; ``union``; ``aggregate``: a partial aggregate per batch
+        (``spark_partial``), merged per key (``spark_merge``), finished (``spark_finish``);
+        ``group``: its ``lower`` on all rows of each key (``spark_keys``), in arrival order."""
+        return "map"
+
+    def spark_keys(self) -> list[str]:
+        """The columns whose rows a ``group`` or ``aggregate`` step needs together."""
+        return []
+
+    def spark_prepare(self, ctx: StepContext) -> None:
+        """Load on the driver what the step's ``lower`` needs (it is then shipped by value)."""
+
     def fail(self, message: str) -> PlanError:
         """A PlanError naming this step."""
         return PlanError(f"step {self.id!r} ({self.node.describe()}): {message}")
