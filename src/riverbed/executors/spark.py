@@ -192,11 +192,11 @@ class _Driver:
             else:
                 step = _mapped(op, ctx)
                 self.frames[(node.id, "out")] = ins[0].then(step, _probe(step, ins[0].out, out))
-            for port in op.ports:
-                if (node.id, port) not in self.frames and port != "dead":  # batch: nothing late
-                    side = self.schema(node.id, port)
-                    empty = self.spark.createDataFrame(pl.DataFrame(schema=side).to_arrow())
-                    self.frames[(node.id, port)] = Pending(empty, side, out=side)
+            used = {c.port for c in self.plan.consumers(node.id)}
+            for port in used & set(op.ports) - {"dead"}:  # batch mode: nothing is late
+                side = self.schema(node.id, port)
+                empty = self.spark.createDataFrame([], ddl(side, f"step {node.id!r}"))
+                self.frames[(node.id, port)] = Pending(empty, side, out=side)
 
     def light(self, node_id: str) -> StepContext:
         """The step's context without what cannot travel to workers (progress, the driver's
