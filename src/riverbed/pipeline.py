@@ -210,8 +210,8 @@ class Pipeline:
             if unknown:
                 raise PlanError(f"the Spark engine takes no options {unknown}; it takes {sorted(known)}")
             kw = {known[k]: v for k, v in options.items() if k in known}
-            opts = spark.SparkOptions(home=resolved, observer=options.get("observer"), **kw)
-            return spark.run(self.plan(), opts)
+            spark_opts = spark.SparkOptions(home=resolved, observer=options.get("observer"), **kw)
+            return spark.run(self.plan(), spark_opts)
         if mode == "batch":
             observer = options.pop("observer", None)
             if options:

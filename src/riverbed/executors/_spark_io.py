@@ -62,7 +62,9 @@ def write_files(df: Any, sink: Any, step: str) -> None:
         raise
     except Exception as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-        raise SinkError(f"step {step!r}: Spark cannot write {sink.describe()}: {type(exc).__name__}: {first}") from exc
+        raise SinkError(
+            f"step {step!r}: Spark cannot write {sink.describe()}: {type(exc).__name__}: {first}"
+        ) from exc
 
 
 def write_collected(plan: Plan, w: WriteNode, schema: pl.Schema, frame: pl.DataFrame, home: Path) -> None:
@@ -73,7 +75,9 @@ def write_collected(plan: Plan, w: WriteNode, schema: pl.Schema, frame: pl.DataF
     except RiverbedError:
         raise
     except Exception as exc:
-        raise SinkError(f"step {w.id!r}: cannot open {w.sink.describe()}: {type(exc).__name__}: {exc}") from exc
+        raise SinkError(
+            f"step {w.id!r}: cannot open {w.sink.describe()}: {type(exc).__name__}: {exc}"
+        ) from exc
     try:
         writer.write(frame)
         writer.commit(0)

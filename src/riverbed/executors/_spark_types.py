@@ -10,6 +10,8 @@ declared; and every batch that comes back is cast to the schema riverbed resolve
 
 from __future__ import annotations
 
+from typing import Any
+
 import polars as pl
 import pyarrow as pa
 
@@ -24,23 +26,28 @@ def spark_safe(dtype: pl.DataType) -> pl.DataType:
     >>> spark_safe(pl.UInt32), spark_safe(pl.Datetime("ms"))
     (Int64, Datetime(time_unit='us', time_zone=None))
     """
-    if dtype in (pl.UInt8,):
-        return pl.Int16
+    if dtype == pl.UInt8:
+        return pl.Int16()
     if dtype == pl.UInt16:
-        return pl.Int32
+        return pl.Int32()
     if dtype in (pl.UInt32, pl.UInt64):
-        return pl.Int64  # UInt64 values above 2**63 - 1 do not fit: the cast fails loudly
+        return pl.Int64()  # UInt64 values above 2**63 - 1 do not fit: the cast fails loudly
     if isinstance(dtype, pl.Datetime):
         return pl.Datetime("us", "UTC" if dtype.time_zone else None)
     if isinstance(dtype, pl.Duration):
         return pl.Duration("us")
     if isinstance(dtype, pl.Categorical | pl.Enum):
-        return pl.String
+        return pl.String()
     if isinstance(dtype, pl.List | pl.Array):
-        return pl.List(spark_safe(dtype.inner))
+        return pl.List(spark_safe(_instance(dtype.inner)))
     if isinstance(dtype, pl.Struct):
-        return pl.Struct({f.name: spark_safe(f.dtype) for f in dtype.fields})
+        return pl.Struct({f.name: spark_safe(_instance(f.dtype)) for f in dtype.fields})
     return dtype
+
+
+def _instance(dtype: Any) -> pl.DataType:
+    """A data type as an instance (``pl.Int64`` -> ``pl.Int64()``)."""
+    return dtype() if isinstance(dtype, type) else dtype  # type: ignore[no-any-return]
 
 
 def safe_schema(schema: pl.Schema) -> pl.Schema:
@@ -68,20 +75,19 @@ def _types(dtype: pl.DataType, where: str) -> tuple[str, pa.DataType]:
     if dtype in _SIMPLE:
         return _SIMPLE[dtype]
     if isinstance(dtype, pl.Datetime):
-        return ("timestamp", pa.timestamp("us", "UTC")) if dtype.time_zone else (
-            "timestamp_ntz",
-            pa.timestamp("us"),
-        )
+        if dtype.time_zone:
+            return "timestamp", pa.timestamp("us", "UTC")
+        return "timestamp_ntz", pa.timestamp("us")
     if isinstance(dtype, pl.Duration):
         return "interval day to second", pa.duration("us")
     if isinstance(dtype, pl.Decimal):
         precision = dtype.precision or 38
         return f"decimal({precision},{dtype.scale})", pa.decimal128(precision, dtype.scale)
     if isinstance(dtype, pl.List):
-        ddl, arrow = _types(dtype.inner, where)
+        ddl, arrow = _types(_instance(dtype.inner), where)
         return f"array<{ddl}>", pa.list_(arrow)
     if isinstance(dtype, pl.Struct):
-        parts = [(f.name, *_types(f.dtype, where)) for f in dtype.fields]
+        parts = [(f.name, *_types(_instance(f.dtype), where)) for f in dtype.fields]
         ddl = ", ".join(f"`{n}`: {d}" for n, d, _ in parts)
         return f"struct<{ddl}>", pa.struct([pa.field(n, a) for n, _, a in parts])
     raise PlanError(

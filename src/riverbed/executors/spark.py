@@ -193,10 +193,10 @@ class _Driver:
                 step = _mapped(op, ctx)
                 self.frames[(node.id, "out")] = ins[0].then(step, _probe(step, ins[0].out, out))
             used = {c.port for c in self.plan.consumers(node.id)}
-            for port in used & set(op.ports) - {"dead"}:  # batch mode: nothing is late
-                side = self.schema(node.id, port)
+            for side_port in used & set(op.ports) - {"dead"}:  # batch mode: nothing is late
+                side = self.schema(node.id, side_port)
                 empty = self.spark.createDataFrame([], ddl(side, f"step {node.id!r}"))
-                self.frames[(node.id, port)] = Pending(empty, side, out=side)
+                self.frames[(node.id, side_port)] = Pending(empty, side, out=side)
 
     def light(self, node_id: str) -> StepContext:
         """The step's context without what cannot travel to workers (progress, the driver's
@@ -208,9 +208,10 @@ class _Driver:
         need = self.res.needed_columns(op.id)
         cols = [c for c in full.names() if need is None or c in need]
         schema = pl.Schema({c: full[c] for c in cols})
-        df = op.spark_read(self.spark, cols)  # type: ignore[attr-defined]
+        df = op.spark_read(self.spark, cols)
         self.result.rows_read[op.id] = 0
-        return Pending(df, schema, (_read_rows(op, self.counter(f"read:{op.id}"), self.counter(f"dead:{op.id}")),), schema)
+        rows = _read_rows(op, self.counter(f"read:{op.id}"), self.counter(f"dead:{op.id}"))
+        return Pending(df, schema, (rows,), schema)
 
     def materialize(self, p: Pending, step: str, schema: pl.Schema | None = None) -> Any:
         """``p`` as a Spark DataFrame of ``schema`` (default: its own), its steps in one
@@ -223,30 +224,30 @@ class _Driver:
         return p.df.mapInArrow(fn, ddl(out, where))
 
     def aggregate(self, op: Operator, ctx: StepContext, p: Pending, out: pl.Schema) -> Pending:
-        partial_step: Step = lambda lf: op.spark_partial(lf, ctx)  # type: ignore[attr-defined]  # noqa: E731
+        partial_step: Step = lambda lf: op.spark_partial(lf, ctx)  # noqa: E731
         partial_schema = partial_step(pl.LazyFrame(schema=p.out)).collect_schema()
         partial = self.materialize(p.then(partial_step, partial_schema, whole=True), op.id)
         from pyspark.sql import functions
 
-        merged = op.spark_merge(partial, functions)  # type: ignore[attr-defined]
+        merged = op.spark_merge(partial, functions)
         if merged is None:  # riverbed's own merge over each key's partial states
-            merge: Step = op.merge_partials  # type: ignore[attr-defined]
+            merge: Step = op.merge_partials
             keyed = partial.repartition(*[f"`{k}`" for k in op.spark_keys()])
             fn = _map_fn(partial_schema, (merge,), partial_schema, arrow_schema(partial_schema, op.id), True)
             merged = keyed.mapInArrow(fn, ddl(partial_schema, op.id))
-        finish: Step = lambda lf: op.spark_finish(lf, ctx)  # type: ignore[attr-defined]  # noqa: E731
+        finish: Step = lambda lf: op.spark_finish(lf, ctx)  # noqa: E731
         return Pending(merged, partial_schema).then(finish, out)
 
     def group(self, op: Operator, ctx: StepContext, p: Pending, out: pl.Schema) -> Pending:
         """``op``'s batch form over all rows of each key at once: rows are sent to the
         partition of their key and sorted back into arrival order there."""
         keys = op.spark_keys()
-        wide = pl.Schema({**p.out, IDX: pl.Int64})
+        wide = pl.Schema([*p.out.items(), (IDX, pl.Int64())])
         df = self.materialize(p.then(_number, wide, whole=True), op.id)
         keyed = (df.repartition(*[f"`{k}`" for k in keys]) if keys else df.coalesce(1)).sortWithinPartitions(
             IDX
         )
-        step: Step = lambda lf: op.lower([lf.drop(IDX)], ctx).out  # noqa: E731
+        step: Step = lambda lf: op.lower([lf.drop(IDX)], ctx).out.lazy()  # noqa: E731
         return Pending(keyed, wide, (step,), _probe(step, wide, out), whole=True)
 
     # -- writing -----------------------------------------------------------------------
@@ -260,7 +261,7 @@ class _Driver:
             timed = time.perf_counter()
             if io.spark_writes(w.sink):
                 io.write_files(df, w.sink, w.id)
-                written = None
+                written: int | None = None
             else:
                 rows = df.limit(self.opts.collect_limit + 1).toArrow()
                 if rows.num_rows > self.opts.collect_limit:
@@ -277,7 +278,7 @@ class _Driver:
             if self.opts.observer is not None:
                 self.opts.observer.on_step_timing(w.id, time.perf_counter() - timed)
             acc = self.counters.get(f"write:{w.id}")
-            self.result.rows_written[w.id] = written if acc is None else int(acc.value)
+            self.result.rows_written[w.id] = int(acc.value) if acc is not None else written or 0
         for r in self.plan.reads():
             acc, dead = self.counters.get(f"read:{r.id}"), self.counters.get(f"dead:{r.id}")
             self.result.rows_read[r.id] = 0 if acc is None else int(acc.value)
@@ -300,13 +301,13 @@ def _probe(step: Step, schema: pl.Schema, resolved: pl.Schema) -> pl.Schema:
 
 
 def _mapped(op: Operator, ctx: StepContext) -> Step:
-    return lambda lf: op.lower([lf], ctx).out
+    return lambda lf: op.lower([lf], ctx).out.lazy()
 
 
 def _read_rows(op: Operator, rows: Any, dead: Any) -> Step:
     def step(lf: pl.LazyFrame) -> pl.LazyFrame:
         df = lf.collect()
-        kept, n_dead = op.spark_rows(df)  # type: ignore[attr-defined]
+        kept, n_dead = op.spark_rows(df)
         if rows is not None:
             rows.add(df.height)
             dead.add(n_dead)

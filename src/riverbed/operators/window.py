@@ -155,7 +155,6 @@ class Window(Operator):
             return WindowRuntime(self, ctx, SessionState(self.node, state))
         return WindowRuntime(self, ctx, FixedState(self.node, state))
 
-
     # -- Spark (batch) -----------------------------------------------------------------
     def spark_form(self) -> str:
         # a session's bounds depend on all of its key's events: its batch form per key
@@ -172,8 +171,10 @@ class Window(Operator):
         assert isinstance(spec, Tumbling | Sliding)
         et = self.check_columns(lf.collect_schema(), ctx.event_time)
         timed = lf.with_columns(event_time_expr(et, lf.collect_schema()[et]).alias(T))
-        return assign_windows(timed, spec).group_by(self.spark_keys()).agg(
-            *(e for n, a in self.node.aggs for e in partial_exprs(n, a))
+        return (
+            assign_windows(timed, spec)
+            .group_by(self.spark_keys())
+            .agg(*(e for n, a in self.node.aggs for e in partial_exprs(n, a)))
         )
 
     def spark_merge(self, partial: Any, functions: Any) -> Any | None:
