@@ -83,6 +83,9 @@ class Pending:
     """The schema after ``steps``."""
     whole: bool = False
     """Run the steps once over each Spark partition (aggregations) rather than per batch."""
+    merged: bool = False
+    """``df`` holds merged aggregates: collecting it for the driver is cheap, so the steps
+    of a sink collected there run on the driver (one Python stage less on Spark)."""
 
     def then(self, step: Step, out: pl.Schema, *, whole: bool = False) -> Pending:
         return replace(self, steps=(*self.steps, step), out=out, whole=self.whole or whole)
@@ -236,7 +239,7 @@ class _Driver:
             fn = _map_fn(partial_schema, (merge,), partial_schema, arrow_schema(partial_schema, op.id), True)
             merged = keyed.mapInArrow(fn, ddl(partial_schema, op.id))
         finish: Step = lambda lf: op.spark_finish(lf, ctx)  # noqa: E731
-        return Pending(merged, partial_schema).then(finish, out)
+        return Pending(merged, partial_schema, merged=True).then(finish, out)
 
     def group(self, op: Operator, ctx: StepContext, p: Pending, out: pl.Schema) -> Pending:
         """``op``'s batch form over all rows of each key at once: rows are sent to the
@@ -250,28 +253,36 @@ class _Driver:
         step: Step = lambda lf: op.lower([lf.drop(IDX)], ctx).out.lazy()  # noqa: E731
         return Pending(keyed, wide, (step,), _probe(step, wide, out), whole=True)
 
+    def collect(self, df: Any, step: str, where: str, schema: pl.Schema) -> pl.DataFrame:
+        """Rows of ``df`` on the driver, up to ``collect_limit``."""
+        rows = df.toArrow()
+        if rows.num_rows > self.opts.collect_limit:
+            raise SinkError(
+                f"step {step!r}: {where} is not a sink Spark writes, and {rows.num_rows:,} rows (more "
+                f"than collect_limit={self.opts.collect_limit:,}) would be collected to the driver to "
+                "write it.\n  hint: write Parquet files (rb.file_sink('out/dir/', format='parquet')), "
+                "or raise collect_limit"
+            )
+        return to_riverbed(rows, schema)
+
     # -- writing -----------------------------------------------------------------------
     def write_all(self) -> None:
         for w in self.plan.writes():
             schema = self.schema(w.id)
-            counted = self.frames[(w.id, "out")].then(_counting(self.counter(f"write:{w.id}")), schema)
-            df = self.materialize(counted, w.id)
+            pending = self.frames[(w.id, "out")]
             where = w.sink.describe()
             self.result.outputs[w.id] = where
             timed = time.perf_counter()
+            written: int | None = None
             if io.spark_writes(w.sink):
-                io.write_files(df, w.sink, w.id)
-                written: int | None = None
+                counted = pending.then(_counting(self.counter(f"write:{w.id}")), schema)
+                io.write_files(self.materialize(counted, w.id), w.sink, w.id)
             else:
-                rows = df.limit(self.opts.collect_limit + 1).toArrow()
-                if rows.num_rows > self.opts.collect_limit:
-                    raise SinkError(
-                        f"step {w.id!r}: {where} is not a sink Spark writes, and more than "
-                        f"{self.opts.collect_limit:,} rows would have to be collected to the driver to "
-                        "write it.\n  hint: write Parquet files (rb.file_sink('out/dir/', format="
-                        "'parquet')), or raise collect_limit"
-                    )
-                frame = to_riverbed(rows, schema)
+                if pending.merged:  # finish on the driver
+                    got = _run(pending.steps, self.collect(pending.df, w.id, where, pending.schema))
+                else:
+                    got = self.collect(self.materialize(pending, w.id, schema), w.id, where, schema)
+                frame = got.select([pl.col(k).cast(v) for k, v in schema.items()])
                 io.write_collected(self.plan, w, schema, frame, self.opts.home)
                 written = frame.height
                 self.result.notes.append(f"{w.id}: {written:,} row(s) collected to the driver for {where}")
@@ -336,7 +347,7 @@ def _number(lf: pl.LazyFrame) -> pl.LazyFrame:
     return lf.with_row_index(IDX).select(pl.exclude(IDX), pl.col(IDX).cast(pl.Int64) + base)
 
 
-def _run(schema: pl.Schema, steps: tuple[Step, ...], frame: pl.DataFrame) -> pl.DataFrame:
+def _run(steps: tuple[Step, ...], frame: pl.DataFrame) -> pl.DataFrame:
     lf = frame.lazy()
     for s in steps:
         lf = s(lf)
@@ -351,10 +362,10 @@ def _map_fn(
             frames = [to_riverbed(b, schema) for b in batches]
             if not frames:
                 return
-            yield from to_spark(_run(schema, steps, pl.concat(frames)), out, target).to_batches()
+            yield from to_spark(_run(steps, pl.concat(frames)), out, target).to_batches()
             return
         for b in batches:
-            got = _run(schema, steps, to_riverbed(b, schema))
+            got = _run(steps, to_riverbed(b, schema))
             if got.height:
                 yield from to_spark(got, out, target).to_batches()
 
