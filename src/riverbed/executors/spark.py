@@ -138,6 +138,21 @@ def run(plan: Plan, opts: SparkOptions) -> RunResult:
         driver.lower_all()
         driver.write_all()
     result.elapsed_s = time.perf_counter() - started
+    if opts.observer is not None:  # the run's figures, once, for the status file and metrics
+        steps = {
+            k: {"rows_in": v, "rows_out": v} for k, v in {**result.rows_read, **result.rows_written}.items()
+        }
+        opts.observer.on_batch(
+            {
+                "events": result.total_read,
+                "events_per_s": result.total_read / max(result.elapsed_s, 1e-9),
+                "batch_rows": result.total_read,
+                "batch_seconds": result.elapsed_s,
+                "late": 0,
+                "dead_letters": result.total_dead,
+            },
+            steps,
+        )
     return result
 
 
@@ -359,10 +374,11 @@ def _map_fn(
 ) -> Callable[[Iterator[pa.RecordBatch]], Iterator[pa.RecordBatch]]:
     def fn(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         if whole:  # one partial aggregate per Spark partition, not per Arrow batch
-            frames = [to_riverbed(b, schema) for b in batches]
-            if not frames:
+            got = list(batches)
+            if not got:
                 return
-            yield from to_spark(_run(steps, pl.concat(frames)), out, target).to_batches()
+            frame = to_riverbed(pa.Table.from_batches(got), schema)
+            yield from to_spark(_run(steps, frame), out, target).to_batches()
             return
         for b in batches:
             got = _run(steps, to_riverbed(b, schema))
