@@ -120,6 +120,7 @@ def session(opts: SparkOptions) -> Any:
         .config("spark.ui.showConsoleProgress", "false")
         .getOrCreate()
     )
+    spark.sparkContext.setLogLevel("ERROR")  # Spark's warnings would bury riverbed's summary
     if not (master or "local").startswith("local"):
         io.ship_riverbed(spark, connect=False)
     return spark
