@@ -302,3 +302,19 @@ def test_datetime_event_time_and_types_spark_lacks(spark: Any, tmp_path: Path) -
         polars_rows.with_columns(pl.col("tags").list.join(",")),
         spark_rows.with_columns(pl.col("tags").list.join(",")),
     )
+
+
+def test_union_of_two_reads_then_a_window(spark: Any, sales: Path, tmp_path: Path) -> None:
+    other = tmp_path / "other.parquet"
+    pl.read_parquet(sales).head(400).with_columns(pl.col("store_id").cast(pl.Int64)).write_parquet(other)
+
+    def build(out: Any) -> rb.Pipeline:
+        p = rb.Pipeline("union")
+        a = p.read(str(sales), event_time="ts_ms", name="a")
+        b = p.read(str(other), event_time="ts_ms", name="b")
+        a.union(b).window(rb.tumbling("1h"), by="store_id").agg(n=rb.count(), s=rb.sum("amount")).write(out)
+        return p
+
+    polars_rows, spark_rows = _both(build, spark)
+    assert spark_rows["n"].sum() == 3400
+    _same(polars_rows, spark_rows)

@@ -198,7 +198,8 @@ class _Driver:
             out = self.schema(node.id)
             if form == "read":
                 self.frames[(node.id, "out")] = self.read(op, ctx)
-            elif form == "union":
+            elif form == "union":  # the columns every input still has (reads keep only used ones)
+                out = pl.Schema({k: v for k, v in out.items() if all(k in p.out for p in ins)})
                 parts = [self.materialize(p, node.id, out) for p in ins]
                 df = parts[0]
                 for other in parts[1:]:
