@@ -376,10 +376,10 @@ def _map_fn(
 ) -> Callable[[Iterator[pa.RecordBatch]], Iterator[pa.RecordBatch]]:
     def fn(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         if whole:  # one partial aggregate per Spark partition, not per Arrow batch
-            got = list(batches)
-            if not got:
+            received = list(batches)
+            if not received:
                 return
-            frame = to_riverbed(pa.Table.from_batches(got), schema)
+            frame = to_riverbed(pa.Table.from_batches(received), schema)
             yield from to_spark(_run(steps, frame), out, target).to_batches()
             return
         for b in batches:
