@@ -318,3 +318,27 @@ def test_union_of_two_reads_then_a_window(spark: Any, sales: Path, tmp_path: Pat
     polars_rows, spark_rows = _both(build, spark)
     assert spark_rows["n"].sum() == 3400
     _same(polars_rows, spark_rows)
+
+
+def test_rows_without_event_time_are_counted_and_dead_letter_steps_refused(
+    spark: Any, tmp_path: Path
+) -> None:
+    path = tmp_path / "gaps.parquet"
+    pl.DataFrame({"ts": [1_000, None, 2_000, None], "v": [1, 2, 3, 4]}).write_parquet(path)
+    results = {}
+    for engine in ("polars", "spark"):
+        out = rb.testing.collect()
+        p = rb.Pipeline("gaps")
+        p.read(str(path), event_time="ts", name="in").write(out)
+        kw = {"engine": "spark", "spark_session": spark} if engine == "spark" else {}
+        results[engine] = (p.run(progress=False, home=tmp_path / engine, **kw), out.frame())
+    (rp, fp), (rs, fs) = results["polars"], results["spark"]
+    assert rs.dead_letters == rp.dead_letters == {"in": 2}
+    assert rs.rows_read == rp.rows_read == {"in": 4}
+    _same(fp, fs)
+    p = rb.Pipeline("routed")
+    s = p.read(str(path), event_time="ts", name="in")
+    s.write(rb.testing.collect())
+    s.dead_letters().write(rb.testing.collect())
+    with pytest.raises(PlanError, match="dead letters are not a stream on the Spark engine"):
+        p.run(engine="spark", spark_session=spark, progress=False, home=tmp_path / "r")
