@@ -177,6 +177,7 @@ class Pipeline:
         *,
         progress: bool | None = None,
         home: str | Path | None = None,
+        engine: Literal["polars", "spark"] = "polars",
         **options: Any,
     ) -> RunResult:
         """Run the pipeline.
@@ -195,10 +196,31 @@ class Pipeline:
             ``max_batch_rows``, ``max_wait``, ``commit_interval``, ``stop``, ``stop_after``,
             ``live``, ``clock``, ``on_batch``, ``observer`` (a
             :class:`riverbed.observe.JobObserver`; also taken in batch mode).
+        engine
+            Batch mode: ``"polars"`` (one machine) or ``"spark"`` (Apache Spark, options
+            ``spark_master`` — ``local[N]``, a master or Spark Connect URL — or
+            ``spark_session``; needs ``riverbed[spark]``, see
+            :mod:`riverbed.executors.spark`).
         """
         from riverbed._home import resolve_home
 
         resolved = resolve_home(home)
+        if engine not in ("polars", "spark"):
+            raise PlanError(f"engine must be 'polars' or 'spark', got {engine!r}")
+        if engine == "spark":
+            if mode != "batch":
+                raise PlanError(
+                    "engine='spark' runs batch mode only.\n  hint: mode='batch', or engine='polars' to stream"
+                )
+            from riverbed.executors import spark
+
+            known = {"spark_master": "master", "spark_session": "session", "collect_limit": "collect_limit"}
+            unknown = sorted(set(options) - {*known, "observer"})
+            if unknown:
+                raise PlanError(f"the Spark engine takes no options {unknown}; it takes {sorted(known)}")
+            kw = {known[k]: v for k, v in options.items() if k in known}
+            spark_opts = spark.SparkOptions(home=resolved, observer=options.get("observer"), **kw)
+            return spark.run(self.plan(), spark_opts)
         if mode == "batch":
             observer = options.pop("observer", None)
             if options:

@@ -86,6 +86,17 @@ def run(
         int | None, typer.Option(help="Serve Prometheus /metrics and /healthz on this port.")
     ] = None,
     metrics_host: Annotated[str, typer.Option(help="Address the metrics server binds to.")] = "127.0.0.1",
+    engine: Annotated[
+        str, typer.Option(metavar="ENGINE", help="Batch: `polars` (this machine) or `spark`.")
+    ] = "polars",
+    spark_master: Annotated[
+        str | None,
+        typer.Option(
+            metavar="URL",
+            help="Spark: `local[N]`, a master URL or a Spark Connect URL `sc://HOST:PORT`.",
+            show_default="$RIVERBED_SPARK_MASTER or local[*]",
+        ),
+    ] = None,
 ) -> None:
     """Run a pipeline file as a batch or stream job."""
     from riverbed.cli._load import load_pipeline, parse_params
@@ -104,6 +115,10 @@ def run(
             options["live"] = progress is not False and sys.stderr.isatty()
         elif max_batch_rows is not None or max_wait is not None:
             raise RiverbedError("--max-batch-rows and --max-wait are stream options")
+        if engine != "polars" or spark_master is not None:
+            options["engine"] = "spark" if spark_master is not None and engine == "polars" else engine
+            if spark_master is not None:
+                options["spark_master"] = spark_master
         from riverbed.cli.observe_cmd import run_observed
 
         if mode == "batch":  # SIGTERM stops a batch run as Ctrl-C does (stream mode has its own)

@@ -155,6 +155,46 @@ class Operator:
         """The stream runtime, from the step's context and its checkpointed state."""
         return StatelessRuntime(self, ctx)
 
+    # -- Spark (batch) -------------------------------------------------------------------
+    def spark_form(self) -> str:
+        """How the Spark engine runs this step (see :mod:`riverbed.executors.spark`):
+        ``map``: its ``lower`` on each Arrow batch, fused with its neighbours in one
+        ``mapInArrow``; ``read``; ``union``; ``aggregate``: a partial aggregate per batch
+        (``spark_partial``), merged per key (``spark_merge``), finished (``spark_finish``);
+        ``group``: its ``lower`` on all rows of each key (``spark_keys``), in arrival order."""
+        return "map"
+
+    def spark_keys(self) -> list[str]:
+        """The columns whose rows a ``group`` or ``aggregate`` step needs together."""
+        return []
+
+    def spark_prepare(self, ctx: StepContext) -> None:
+        """Load on the driver what the step's ``lower`` needs (it is then shipped by value)."""
+
+    def spark_read(self, spark: Any, columns: list[str]) -> Any:
+        """Form ``read``: the step's rows as a Spark DataFrame of ``columns``."""
+        raise NotImplementedError
+
+    def spark_rows(self, df: pl.DataFrame) -> tuple[pl.DataFrame, int]:
+        """Form ``read``: the rows read that go on, and how many were rejected."""
+        raise NotImplementedError
+
+    def spark_partial(self, lf: pl.LazyFrame, ctx: StepContext) -> pl.LazyFrame:
+        """Form ``aggregate``: partial state per key over some rows."""
+        raise NotImplementedError
+
+    def spark_merge(self, partial: Any, functions: Any) -> Any | None:
+        """Form ``aggregate``: Spark's own merge of partial states, or None if it has none."""
+        raise NotImplementedError
+
+    def merge_partials(self, partial: pl.LazyFrame) -> pl.LazyFrame:
+        """Form ``aggregate``: riverbed's merge of partial states (all of a key's rows)."""
+        raise NotImplementedError
+
+    def spark_finish(self, merged: pl.LazyFrame, ctx: StepContext) -> pl.LazyFrame:
+        """Form ``aggregate``: the output rows from merged states."""
+        raise NotImplementedError
+
     def fail(self, message: str) -> PlanError:
         """A PlanError naming this step."""
         return PlanError(f"step {self.id!r} ({self.node.describe()}): {message}")

@@ -67,6 +67,12 @@ class Dedupe(Operator):
         kept = lf.filter(((t - prev).abs() >= self.node.within_ms * US) | prev.is_null())
         return Outputs(kept, {"late": pl.LazyFrame(schema=schema)})
 
+    def spark_form(self) -> str:
+        return "group"  # its batch form on each key's rows, in arrival order
+
+    def spark_keys(self) -> list[str]:
+        return list(self.node.key)
+
     def build(self, ctx: StepContext, resume: bytes | None) -> Runtime:
         seen = decode(resume).get("seen") if resume else None
         return DedupeRuntime(self, ctx, seen)

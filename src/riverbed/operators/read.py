@@ -11,6 +11,8 @@ runtime then only splits off rows without an event time.
 
 from __future__ import annotations
 
+from typing import Any
+
 import polars as pl
 
 from riverbed._cols import visible
@@ -103,6 +105,47 @@ class Read(Operator):
 
     def build(self, ctx: StepContext, resume: bytes | None) -> Runtime:
         return ReadRuntime(self.node)
+
+    # -- Spark ---------------------------------------------------------------------------
+    def spark_form(self) -> str:
+        return "read"
+
+    def spark_read(self, spark: Any, columns: list[str]) -> Any:
+        """The source as a Spark DataFrame of ``columns``, read by Spark itself: Parquet, CSV
+        or JSON lines on local paths or S3 (``s3a://``). Refuses every other source."""
+        from riverbed.connectors.files import FileSource
+
+        src = self.node.source
+        native = isinstance(src, FileSource) and not (src.watch or src.tail)
+        files = src.files() if isinstance(src, FileSource) and native else []
+        fmt = src.fmt(files[0]) if isinstance(src, FileSource) and files else None
+        if not isinstance(src, FileSource) or fmt not in ("parquet", "csv", "jsonl"):
+            raise self.fail(
+                f"the Spark engine reads only what Spark reads itself (Parquet, CSV or JSON-lines "
+                f"files, local or s3://), not {src.describe()}.\n  hint: export the input to "
+                "Parquet first (riverbed can: read it and write rb.file_sink('in.parquet')), "
+                "or run on the Polars engine (engine='polars')"
+            )
+        bad = [f for f in files if "://" in f and not f.startswith(("s3://", "s3a://", "file://"))]
+        if bad:
+            raise self.fail(f"Spark reads local paths and s3:// here, not {bad[0]!r}")
+        paths = [("s3a://" + f[5:]) if f.startswith("s3://") else f for f in files]
+        reader = spark.read.option("mode", "FAILFAST")
+        if fmt == "parquet":
+            df = reader.parquet(*paths)
+        elif fmt == "csv":  # text, converted to the resolved types by Polars on the workers
+            df = reader.options(header=True, sep=src.separator, inferSchema=False).csv(paths)
+        else:
+            df = reader.json(paths)
+        return df.select(*[f"`{c}`" for c in columns])
+
+    def spark_rows(self, df: pl.DataFrame) -> tuple[pl.DataFrame, int]:
+        """Rows with an event time, and how many had none (dead letters, counted)."""
+        et = self.node.event_time
+        if et is None or not df.get_column(et).null_count():
+            return df, 0
+        kept = df.filter(pl.col(et).is_not_null())
+        return kept, df.height - kept.height
 
     def needs(self, downstream: Cols, ctx: StepContext) -> Cols:
         return downstream

@@ -183,6 +183,9 @@ class Union(Operator):
     def needs(self, downstream: Cols, ctx: StepContext) -> Cols:
         return downstream
 
+    def spark_form(self) -> str:
+        return "union"
+
     def lower(self, inputs: list[pl.LazyFrame], ctx: StepContext) -> Outputs:
         cols = [c for c in inputs[0].collect_schema().names() if not is_hidden(c)]
         if any(carried(f) for f in inputs):  # stream mode: keep each row's watermark
@@ -228,6 +231,9 @@ class Lookup(Operator):
 
     def update_key(self, keys: list[tuple[str, ...] | None], ctx: StepContext) -> tuple[str, ...] | None:
         return pass_key(self, keys, ctx)
+
+    def spark_prepare(self, ctx: StepContext) -> None:
+        self.table(ctx)  # loaded once on the driver, shipped to Spark's workers with the step
 
     def lower(self, inputs: list[pl.LazyFrame], ctx: StepContext) -> Outputs:
         table = self.table(ctx).lazy()

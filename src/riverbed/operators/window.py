@@ -31,6 +31,7 @@ from riverbed.aggregates import (
     finish_expr,
     merge_exprs,
     partial_exprs,
+    state_names,
 )
 from riverbed.operators._state import decode, encode
 from riverbed.operators.base import Cols, Frame, Operator, Outputs, Runtime, StepContext, Tick, operator
@@ -170,6 +171,58 @@ class Window(Operator):
         if isinstance(self.node.window, Session):
             return WindowRuntime(self, ctx, SessionState(self.node, state))
         return WindowRuntime(self, ctx, FixedState(self.node, state))
+
+    # -- Spark (batch) -----------------------------------------------------------------
+    def spark_form(self) -> str:
+        # a session's bounds depend on all of its key's events: its batch form per key
+        return "group" if isinstance(self.node.window, Session) else "aggregate"
+
+    def spark_keys(self) -> list[str]:
+        if isinstance(self.node.window, Session):
+            return list(self.node.by)
+        return [*self.node.by, START]
+
+    def spark_partial(self, lf: pl.LazyFrame, ctx: StepContext) -> pl.LazyFrame:
+        """Partial state per key and window (``window_start`` in µs) over some rows."""
+        spec = self.node.window
+        assert isinstance(spec, Tumbling | Sliding)
+        et = self.check_columns(lf.collect_schema(), ctx.event_time)
+        timed = lf.with_columns(event_time_expr(et, lf.collect_schema()[et]).alias(T))
+        return (
+            assign_windows(timed, spec)
+            .group_by(self.spark_keys())
+            .agg(*(e for n, a in self.node.aggs for e in partial_exprs(n, a)))
+        )
+
+    def spark_merge(self, partial: Any, functions: Any) -> Any | None:
+        """Spark's own ``groupBy(keys).agg`` over partial states, when every state column
+        merges by sum, min or max (count, sum, min, max, mean, and user aggregates made of
+        those); None when some state needs riverbed's merge (first, last, count_distinct)."""
+        spark_fns = {"sum": functions.sum, "min": functions.min, "max": functions.max}
+        cols = []
+        for name, agg in self.node.aggs:
+            for state, expr in zip(state_names(name, agg), merge_exprs(name, agg), strict=True):
+                found = next((f for f in spark_fns if expr.meta.eq(getattr(pl.col(state), f)())), None)
+                if found is None:
+                    return None
+                cols.append(spark_fns[found](functions.col(f"`{state}`")).alias(state))
+        return partial.groupBy(*[f"`{k}`" for k in self.spark_keys()]).agg(*cols)
+
+    def merge_partials(self, partial: pl.LazyFrame) -> pl.LazyFrame:
+        """riverbed's merge of partial states (rows of one or more keys)."""
+        return partial.group_by(self.spark_keys()).agg(
+            *(e for n, a in self.node.aggs for e in merge_exprs(n, a))
+        )
+
+    def spark_finish(self, merged: pl.LazyFrame, ctx: StepContext) -> pl.LazyFrame:
+        """The step's output rows from merged state (the same columns as ``lower``)."""
+        spec = self.node.window
+        assert isinstance(spec, Tumbling | Sliding) and ctx.inputs[0] is not None
+        et_type = ctx.inputs[0][self.check_columns(ctx.inputs[0], ctx.event_time)]
+        done = merged.with_columns(
+            window_end_expr(spec).alias(END), *(finish_expr(n, a) for n, a in self.node.aggs)
+        )
+        return finish_frame(done, self.node, et_type)
 
 
 def finish_frame(out: pl.LazyFrame, node: WindowAggNode, et_type: pl.DataType) -> pl.LazyFrame:
