@@ -326,16 +326,24 @@ def test_rows_without_event_time_are_counted_and_dead_letter_steps_refused(
     path = tmp_path / "gaps.parquet"
     pl.DataFrame({"ts": [1_000, None, 2_000, None], "v": [1, 2, 3, 4]}).write_parquet(path)
     results = {}
+    schema = {"ts": pl.Int64, "v": pl.Int64}
     for engine in ("polars", "spark"):
         out = rb.testing.collect()
         p = rb.Pipeline("gaps")
-        p.read(str(path), event_time="ts", name="in").write(out)
+        src = rb.files(str(path), schema=schema, on_error="dead_letter")
+        p.read(src, event_time="ts", name="in").write(out)
         kw = {"engine": "spark", "spark_session": spark} if engine == "spark" else {}
         results[engine] = (p.run(progress=False, home=tmp_path / engine, **kw), out.frame())
     (rp, fp), (rs, fs) = results["polars"], results["spark"]
     assert rs.dead_letters == rp.dead_letters == {"in": 2}
     assert rs.rows_read == rp.rows_read == {"in": 4}
     _same(fp, fs)
+    for engine in ("polars", "spark"):  # under on_error="fail" (the default) both engines stop
+        p = rb.Pipeline("strict")
+        p.read(str(path), event_time="ts", name="in").write(rb.testing.collect())
+        kw = {"engine": "spark", "spark_session": spark} if engine == "spark" else {}
+        with pytest.raises(Exception, match="no event time|missing"):
+            p.run(progress=False, home=tmp_path / f"strict-{engine}", **kw)
     p = rb.Pipeline("routed")
     s = p.read(str(path), event_time="ts", name="in")
     s.write(rb.testing.collect())

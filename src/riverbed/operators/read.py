@@ -144,6 +144,8 @@ class Read(Operator):
         et = self.node.event_time
         if et is None or not df.get_column(et).null_count():
             return df, 0
+        if self.node.source.fails_on_bad_records():  # on_error="fail", as on the Polars engine
+            raise _no_time(self.node, df.filter(pl.col(et).is_null()).head(1), "batch")
         kept = df.filter(pl.col(et).is_not_null())
         return kept, df.height - kept.height
 
