@@ -15,6 +15,7 @@ from typing import Any, ClassVar, Literal
 
 import polars as pl
 
+from riverbed._cols import visible
 from riverbed._errors import ConfigError, RiverbedError, SinkError
 from riverbed.connectors.base import (
     Capabilities,
@@ -160,11 +161,13 @@ class TableWriter(SinkWriter):
     def commit(self, epoch: int) -> None:
         frames = [f for f in self.staged if f.width]
         self.staged = []
-        replace = self.mode == "replace" and self.commits == 0
+        # replace at the job's first epoch only: a resumed job's later epochs append
+        replace = self.mode == "replace" and epoch <= self.ctx.first_epoch and self.commits == 0
         self.commits += 1
+        if not frames and replace and self.ctx.schema is not None:
+            frames = [visible(pl.DataFrame(schema=self.ctx.schema))]  # replace with an empty table
         if not frames:
-            if not replace:
-                self._record_epoch_only(epoch)
+            self._record_epoch_only(epoch)
             return
         df = pl.concat(frames, how="diagonal_relaxed")
         if self.upsert:

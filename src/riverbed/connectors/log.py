@@ -123,6 +123,15 @@ class LogSource(Source):
             index = _partition_index(partition, topic)
             if resume is not None:
                 start = int(resume)
+                oldest, end = topic.start_offsets()[index], topic.end_offsets()[index]
+                if not oldest <= start <= end:
+                    raise SourceError(
+                        f"log:{self.topic} partition {index}: the checkpoint resumes at offset {start}, "
+                        f"but the partition holds offsets {oldest}..{end - 1} now"
+                        + (" (records were removed by retention or the topic was emptied)" if start < oldest else " (the topic was deleted and created again, or truncated)")
+                        + ".\n  hint: nothing was reset silently; start over with a new checkpoint "
+                        "directory to read the topic as it is"
+                    )
             else:
                 committed = topic.committed(self.group) if self.group else {}
                 oldest = topic.start_offsets()[index]
@@ -213,6 +222,14 @@ class LogReader(SourceReader):
     def snapshot(self) -> Any:
         """The next offset to read."""
         return self.position
+
+    def end_position(self) -> Any:
+        """The offset one past the partition's last record now."""
+        return self.topic.end_offsets()[self.partition]
+
+    def stop_at(self, position: Any) -> None:
+        """End the partition at offset ``position``."""
+        self.stop = int(position)
 
     def close(self) -> None:
         self._log.close()
