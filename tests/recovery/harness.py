@@ -31,6 +31,7 @@ NAMED = {
     "after-checkpoint": 2,
     "file-appended": 7,
 }
+PG_NAMED = {"mid-copy": 4}
 
 
 def make_events(home: Path, n: int, seed: int = 7, partitions: int = 1) -> None:
@@ -120,12 +121,13 @@ class Report:
         )
 
 
-def crash_run(run: Run, kills: int, seed: int = 1, max_delay_s: float = 2.5) -> Report:
+def crash_run(run: Run, kills: int, seed: int = 1, max_delay_s: float = 2.2) -> Report:
     """Kill ``run``'s job at every named point, then at random moments until ``kills`` kills;
     then let it finish."""
     rnd = random.Random(seed)
     report = Report()
-    for point, nth in NAMED.items():
+    named = {**NAMED, **(PG_NAMED if run.pg else {})}
+    for point, nth in named.items():
         proc = run.start(f"{point}:{nth}")
         rc = _finish(proc)
         report.restarts += 1
@@ -136,7 +138,7 @@ def crash_run(run: Run, kills: int, seed: int = 1, max_delay_s: float = 2.5) -> 
             report.named_missed.append(point)
     while report.kills < kills:
         proc = run.start()
-        delay = rnd.uniform(0.3, max_delay_s)
+        delay = rnd.uniform(0.5, max_delay_s)
         try:
             proc.wait(timeout=delay)
         except subprocess.TimeoutExpired:
@@ -144,8 +146,7 @@ def crash_run(run: Run, kills: int, seed: int = 1, max_delay_s: float = 2.5) -> 
         rc = _finish(proc)
         report.restarts += 1
         if rc == 0:
-            # finished before the kill: start over on a fresh copy is the caller's business
-            break
+            break  # the input ended before this kill: the caller sizes the input to avoid it
         report.kills += 1
     rc = _finish(run.start())
     report.restarts += 1
@@ -221,15 +222,21 @@ def compare(report: Report, crashed: Run, reference: Run) -> Report:
 
 
 def main_run(root: Path, events: int, kills: int, pg: str = "", seed: int = 1) -> Report:
-    """Set up, run the reference and the crashed job, compare."""
-    ref, crashed = Run(root / "reference", pg, "crash_ref"), Run(root / "crashed", pg, "crash_windows")
+    """Set up, run the reference and the crashed job, compare. With ``pg`` (a URL) the job
+    also writes PostgreSQL, each run in a schema of its own (dropped at the end)."""
+    tag = f"{os.getpid()}_{int(time.time())}"
+    ref = Run(root / "reference", pg, f"rbcrash_ref_{tag}.crash_windows")
+    crashed = Run(root / "crashed", pg, f"rbcrash_{tag}.crash_windows")
     for r in (ref, crashed):
         make_events(r.home, events)
-    started = time.monotonic()
-    reference_run(ref)
-    report = crash_run(crashed, kills, seed)
-    compare(report, crashed, ref)
-    report.rows["_seconds"] = 0
-    del report.rows["_seconds"]
-    _ = started
-    return report
+    try:
+        reference_run(ref)
+        report = crash_run(crashed, kills, seed)
+        return compare(report, crashed, ref)
+    finally:
+        if pg:
+            import psycopg
+
+            with psycopg.connect(pg, autocommit=True) as con:
+                for r in (ref, crashed):
+                    con.execute(f"DROP SCHEMA IF EXISTS {r.pg_table.split('.')[0]} CASCADE")

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import polars as pl
 
+from riverbed._faults import kill_point
 from riverbed._errors import (
     ConfigError,
     SinkError,
@@ -228,6 +229,7 @@ class _PostgresWriter(TableWriter):
                 buf = io.BytesIO()
                 text.slice(start, COPY_CHUNK_ROWS).write_csv(buf, include_header=False)
                 copy.write(buf.getvalue())
+                kill_point("mid-copy")  # crash tests: the COPY is sent, not finished
 
     def _merge(self, cur: Any, df: pl.DataFrame) -> None:
         """Upsert ``df`` (one row per key) through a staging table."""
