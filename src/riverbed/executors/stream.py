@@ -149,13 +149,15 @@ class StreamJob:
             self.job["first_epoch"] = 1 + max((e for e in committed if e is not None), default=-1)
             self.job["ends"] = self._ends() if self.opts.stop_at_end else None
             self.store.write_job(self.job)
-        elif self.store is None and self.opts.stop_at_end:
-            self.job["ends"] = self._ends()
+        elif self.opts.stop_at_end and self.job.get("ends") is None:
+            self.job["ends"] = self._ends()  # first run with stop_at_end: the end is now
+            if self.store is not None:
+                self.store.write_job(self.job)
         self.epoch = self.ckpt.epoch + 1 if self.ckpt is not None else int(self.job["first_epoch"])
         for ctx in self.sink_ctx.values():
             ctx.first_epoch = int(self.job["first_epoch"])
             ctx.job_id = self.job["job_id"]
-        ends = self.job.get("ends")
+        ends = self.job.get("ends") if self.opts.stop_at_end else None
         if ends is not None:
             for p in self.parts:
                 if p.key in ends:
