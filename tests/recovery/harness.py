@@ -97,7 +97,7 @@ ENV_KILL = "RIVERBED_KILL_AT"
 
 
 def _finish(proc: subprocess.Popen[bytes], timeout: float = 300) -> int:
-    out, err = proc.communicate(timeout=timeout)
+    _, err = proc.communicate(timeout=timeout)
     if proc.returncode not in (0, -signal.SIGKILL):
         raise AssertionError(f"job failed (rc {proc.returncode}):\n{err.decode()[-3000:]}")
     return proc.returncode
@@ -166,8 +166,9 @@ def _multiset(df: pl.DataFrame) -> Counter[tuple[Any, ...]]:
 
 def sink_contents(run: Run) -> dict[str, pl.DataFrame]:
     """What each sink of the job holds."""
-    import duckdb
     import sqlite3
+
+    import duckdb
 
     from riverbed.eventlog import Log
 

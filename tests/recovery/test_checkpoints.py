@@ -63,7 +63,9 @@ def test_resume_continues_exactly(tmp_path: Path) -> None:
     ref_home = tmp_path / "ref"
     produce(ref_home, events(300))
     produce(ref_home, events(300, 300))
-    pipeline(tmp_path / "ref").run("stream", home=ref_home, checkpoint_dir=tmp_path / "ref_ckpt", stop_at_end=True)
+    pipeline(tmp_path / "ref").run(
+        "stream", home=ref_home, checkpoint_dir=tmp_path / "ref_ckpt", stop_at_end=True
+    )
     # first run: the first 300 events, stopped at their end (windows still open stay in state)
     first = pipeline(tmp_path).run("stream", home=home, checkpoint_dir=ckpt, stop_at_end=True)
     assert first.rows_read["events"] == 300
@@ -91,7 +93,11 @@ def test_resume_continues_exactly(tmp_path: Path) -> None:
     # the stopped job has not flushed its last open windows: every emitted window is exact
     assert got.height > 0
     assert got.join(want, on=["store", "window_start"], how="anti").height == 0
-    assert got.equals(want.join(got.select("store", "window_start"), on=["store", "window_start"]).sort("store", "window_start"))
+    assert got.equals(
+        want.join(got.select("store", "window_start"), on=["store", "window_start"]).sort(
+            "store", "window_start"
+        )
+    )
 
 
 def test_replace_only_at_first_start_and_epochs_continue(tmp_path: Path) -> None:
@@ -130,7 +136,10 @@ def test_first_epoch_follows_the_sinks_records(tmp_path: Path) -> None:
     pipeline(tmp_path).run("stream", home=home, checkpoint_dir=tmp_path / "c2", stop_at_end=True)
     job = CheckpointStore(str(tmp_path / "c2")).read_job()
     assert job is not None and job["first_epoch"] == first.epoch + 1
-    assert table(tmp_path / "out.sqlite").height == pipeline(tmp_path).run("batch", home=home).rows_written["out"]
+    assert (
+        table(tmp_path / "out.sqlite").height
+        == pipeline(tmp_path).run("batch", home=home).rows_written["out"]
+    )
 
 
 def test_offset_log_replays_an_epoch_already_committed(tmp_path: Path) -> None:
@@ -171,9 +180,9 @@ def test_changed_stateful_step_is_refused_stateless_edit_resumes(tmp_path: Path)
     # a stateless edit (a filter before the window) keeps the stateful step: it resumes
     p = rb.Pipeline("ckpt")
     s = p.read(rb.log("events"), event_time="ts", name="events").filter(pl.col("amount") >= 0)
-    s.window(rb.tumbling("10s"), by="store", name="per_store").agg(n=rb.count(), total=rb.sum("amount")).write(
-        rb.sqlite(str(tmp_path / "out.sqlite"), table="w", mode="replace"), name="out"
-    )
+    s.window(rb.tumbling("10s"), by="store", name="per_store").agg(
+        n=rb.count(), total=rb.sum("amount")
+    ).write(rb.sqlite(str(tmp_path / "out.sqlite"), table="w", mode="replace"), name="out")
     result = p.run("stream", home=home, checkpoint_dir=ckpt, stop_at_end=True)
     assert any("resumed" in n for n in result.notes)
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.pg_server import _unavailable, PG_URL
+from tests.pg_server import PG_URL, _unavailable
 from tests.recovery.harness import NAMED, PG_NAMED, main_run
 
 pytestmark = pytest.mark.integration

@@ -128,7 +128,11 @@ class LogSource(Source):
                     raise SourceError(
                         f"log:{self.topic} partition {index}: the checkpoint resumes at offset {start}, "
                         f"but the partition holds offsets {oldest}..{end - 1} now"
-                        + (" (records were removed by retention or the topic was emptied)" if start < oldest else " (the topic was deleted and created again, or truncated)")
+                        + (
+                            " (records were removed by retention or the topic was emptied)"
+                            if start < oldest
+                            else " (the topic was deleted and created again, or truncated)"
+                        )
                         + ".\n  hint: nothing was reset silently; start over with a new checkpoint "
                         "directory to read the topic as it is"
                     )

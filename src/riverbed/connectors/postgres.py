@@ -21,12 +21,12 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import polars as pl
 
-from riverbed._faults import kill_point
 from riverbed._errors import (
     ConfigError,
     SinkError,
     SourceError,
 )
+from riverbed._faults import kill_point
 from riverbed.connectors._pgconn import connect, pg_errors, psycopg_sql, safe_url
 from riverbed.connectors._pgtypes import ColumnReader, accepts, pg_type, reader_for, to_copy_text
 from riverbed.connectors._table import (

@@ -118,7 +118,9 @@ def decode(data: bytes) -> Checkpoint | None:
     (n,) = struct.unpack(">Q", body[:8])
     header = json.loads(body[8 : 8 + n])
     base = 8 + n
-    states = {s: body[base + m["offset"] : base + m["offset"] + m["length"]] for s, m in header["steps"].items()}
+    states = {
+        s: body[base + m["offset"] : base + m["offset"] + m["length"]] for s, m in header["steps"].items()
+    }
     return Checkpoint(
         epoch=int(header["epoch"]),
         positions=header["positions"],
@@ -198,10 +200,16 @@ class CheckpointStore:
         """Epochs of the files in ``sub`` named ``<epoch><suffix>``, ascending."""
         where = self._path(sub)
         try:
-            names = [p.rsplit("/", 1)[-1] for p in self.fs.ls(where, detail=False)] if self.remote else os.listdir(where)
+            names = (
+                [p.rsplit("/", 1)[-1] for p in self.fs.ls(where, detail=False)]
+                if self.remote
+                else os.listdir(where)
+            )
         except FileNotFoundError:
             return []
-        return sorted(int(n[: -len(suffix)]) for n in names if n.endswith(suffix) and n[: -len(suffix)].isdigit())
+        return sorted(
+            int(n[: -len(suffix)]) for n in names if n.endswith(suffix) and n[: -len(suffix)].isdigit()
+        )
 
     def _rm(self, path: str) -> None:
         with contextlib.suppress(FileNotFoundError):
@@ -254,7 +262,12 @@ class CheckpointStore:
     def heartbeat(self) -> None:
         """Refresh an object-store lock (local locks need none)."""
         if self.remote:
-            doc = {"token": self._token, "pid": os.getpid(), "host": socket.gethostname(), "heartbeat": time.time()}
+            doc = {
+                "token": self._token,
+                "pid": os.getpid(),
+                "host": socket.gethostname(),
+                "heartbeat": time.time(),
+            }
             self.fs.pipe_file(self._path("lock"), json.dumps(doc).encode())
 
     def unlock(self) -> None:

@@ -87,7 +87,11 @@ class WatermarkTracker:
         now = self.clock()
         self.start_wm = self.job_wm
         self._holding = (
-            {i for i, p in enumerate(self.parts) if not p.ended and p.event_time is not None and not p.idle(now)}
+            {
+                i
+                for i, p in enumerate(self.parts)
+                if not p.ended and p.event_time is not None and not p.idle(now)
+            }
             if holding is None
             else holding
         )

@@ -137,7 +137,12 @@ class StreamJob:
             self.job = job
             self.ckpt = self.store.latest()
         else:
-            self.job = {"pipeline": self.plan.name, "job_id": uuid.uuid4().hex, "first_epoch": 0, "ends": None}
+            self.job = {
+                "pipeline": self.plan.name,
+                "job_id": uuid.uuid4().hex,
+                "first_epoch": 0,
+                "ends": None,
+            }
         if self.ckpt is not None:
             check_layouts(self.ckpt, self._layouts(), self.store.url)
             self.result.notes.append(f"resumed from the checkpoint of epoch {self.ckpt.epoch}")
