@@ -10,7 +10,6 @@ SIGTERM). The driver knows no step kind: operators carry their behaviour.
 
 from __future__ import annotations
 
-import json
 import signal
 import threading
 import time
@@ -26,6 +25,7 @@ from riverbed._plan import Plan, digest
 from riverbed.connectors.base import DEAD_LETTER_SCHEMA, SinkContext, SinkWriter, SourceContext
 from riverbed.connectors.files_sink import FileSink
 from riverbed.executors._checkpoint import Checkpoint, CheckpointError, CheckpointStore, check_layouts
+from riverbed.executors._replay import _done, _json, recover
 from riverbed.executors._retry import retry
 from riverbed.executors._watermarks import PartitionClock, WatermarkTracker, delay_us
 from riverbed.executors.options import StreamOptions
@@ -496,61 +496,8 @@ class StreamJob:
             node.source.commit_positions(mine, self.ctx)
 
     def recover(self) -> bool:
-        """Replay every epoch the offset log holds past the checkpoint (see
-        :mod:`riverbed.executors._checkpoint`). Returns False when the input ended meanwhile."""
-        if self.store is None:
-            return True
-        going = True
-        while (entry := self.store.read_offsets(self.epoch)) is not None:
-            self.replaying = True
-            self.skip = {sid for sid, w in self.writers.items() if _done(w, self.epoch)}
-            self.result.notes.append(
-                f"replayed epoch {self.epoch}"
-                + (f" (already committed by {sorted(self.skip)})" if self.skip else "")
-            )
-            for batch in entry["batches"]:
-                going = self._replay(batch)
-            self.dirty = True
-            self.commit()
-            self.replaying = False
-        return going and not all(p.ended for p in self.parts)
-
-    def _replay(self, batch: dict[str, Any]) -> bool:
-        """One recorded micro-batch again: exactly the recorded pulls, in order."""
-        started = time.perf_counter()
-        self.tracker.begin({self.index[k] for k in batch["holding"] if k in self.index})
-        chunks: list[tuple[PartitionClock, pl.DataFrame]] = []
-        dead: dict[str, list[pl.DataFrame]] = {}
-        for key, rows, position in batch["pulls"]:
-            p = self.parts[self.index[key]]
-            got: list[pl.DataFrame] = []
-            n = 0
-            deadline = time.monotonic() + max(self.retry_s, 10.0)
-            while n < rows:
-                part = self._next(p, rows - n, 0.1)
-                letters = p.reader.drain_dead_letters()
-                if letters is not None and letters.height:
-                    dead.setdefault(p.read_id, []).append(letters)
-                if part is None or (not part.height and time.monotonic() > deadline):
-                    raise CheckpointError(
-                        f"replaying epoch {self.epoch}: {key} gave {n} of the {rows} records it gave "
-                        f"before the crash (at {_json(p.reader.snapshot())}).\n  hint: the source lost "
-                        "records that were read before (wiped or truncated); start over with a new "
-                        "checkpoint directory"
-                    )
-                if part.height:
-                    got.append(part)
-                    n += part.height
-            if _json(p.reader.snapshot()) != position:
-                raise CheckpointError(
-                    f"replaying epoch {self.epoch}: {key} is at {_json(p.reader.snapshot())} after "
-                    f"{rows} records, the first run was at {position}.\n  hint: the source changed "
-                    "under the job; start over with a new checkpoint directory"
-                )
-            chunks.append((p, pl.concat(got, how="vertical_relaxed") if len(got) > 1 else got[0]))
-        self.pulls = batch["pulls"]
-        ends = {self.index[k]: n for k, n in batch["ends"].items()}
-        return self._process(started, chunks, ends, dead, wm_after=int(batch["wm"]))
+        """Replay the epochs the offset log holds past the checkpoint; False: input ended."""
+        return recover(self)
 
     def close(self) -> None:
         for p in self.parts:
@@ -559,17 +506,6 @@ class StreamJob:
             writer.close()
         if self.store is not None:
             self.store.unlock()
-
-
-def _done(writer: SinkWriter, epoch: int) -> bool:
-    """Whether ``writer`` has committed ``epoch`` (or a later one) already."""
-    last = writer.last_committed_epoch()
-    return last is not None and last >= epoch
-
-
-def _json(value: Any) -> Any:
-    """A position as it reads back from JSON (tuples become lists), to compare with the log."""
-    return json.loads(json.dumps(value))
 
 
 def _rows(frame: Frame) -> pl.DataFrame:
