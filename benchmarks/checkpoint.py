@@ -61,7 +61,9 @@ def resume_time(windows: int) -> tuple[int, float, float]:
         p = rb.Pipeline("open_windows")
         p.read(rb.log("events"), event_time="ts", name="events").window(
             rb.tumbling("1h"), by="key", name="w"
-        ).agg(n=rb.count(), total=rb.sum("v")).write(rb.sqlite(os.path.join(tmp, "o.sqlite"), table="w"), name="out")
+        ).agg(n=rb.count(), total=rb.sum("v")).write(
+            rb.sqlite(os.path.join(tmp, "o.sqlite"), table="w"), name="out"
+        )
         stop = threading.Event()
 
         def on_batch(stats: Any, outputs: Any) -> None:
@@ -86,7 +88,9 @@ def resume_time(windows: int) -> tuple[int, float, float]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.checkpoint", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.checkpoint", description=__doc__.splitlines()[0]
+    )
     parser.add_argument("--events", type=int, default=5_000_000)
     parser.add_argument("--repeat", type=int, default=2)
     parser.add_argument("--windows", type=int, default=1_000_000)
@@ -94,7 +98,9 @@ def main(argv: list[str] | None = None) -> int:
     without, with_ckpt = q2_cost(args.events, args.repeat)
     print(f"q2 ({args.events:,} events, best of {args.repeat}):")
     print(f"  without checkpoints: {without:,.0f} events/s")
-    print(f"  checkpoint every 1s: {with_ckpt:,.0f} events/s ({(1 - with_ckpt / without) * 100:+.1f}% slower)")
+    print(
+        f"  checkpoint every 1s: {with_ckpt:,.0f} events/s ({(1 - with_ckpt / without) * 100:+.1f}% slower)"
+    )
     size, resumed, written = resume_time(args.windows)
     print(f"checkpoint with {args.windows:,} open windows: {size / 1e6:.1f} MB")
     print(f"  resume (load, check, rebuild state, open readers): {resumed:.2f} s")

@@ -17,11 +17,11 @@ from riverbed.eventlog import Log
 from riverbed.executors._checkpoint import CheckpointStore
 
 SRC = Path(__file__).resolve().parents[2] / "src"
-JOB = '''
+JOB = """
 import riverbed as rb
 p = rb.Pipeline("copy")
 p.read(rb.log("events"), name="events").write(rb.sqlite(OUT, table="rows", mode="append"), name="out")
-'''
+"""
 
 
 def test_sigterm_checkpoints_and_exits_0(tmp_path: Path) -> None:

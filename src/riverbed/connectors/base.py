@@ -179,6 +179,9 @@ class SinkWriter(ABC):
         """The newest epoch this sink has committed (for exactly-once resume), if it tracks one."""
         return None
 
+    def begin_epoch(self, epoch: int) -> None:  # noqa: B027 - optional hook
+        """Told the epoch the next rows belong to (a sink that tags records with it listens)."""
+
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release files, connections."""
 

@@ -162,6 +162,8 @@ class StreamJob:
         for ctx in self.sink_ctx.values():
             ctx.first_epoch = int(self.job["first_epoch"])
             ctx.job_id = self.job["job_id"]
+        for writer in self.writers.values():
+            writer.begin_epoch(self.epoch)
         ends = self.job.get("ends") if self.opts.stop_at_end else None
         if ends is not None:
             for p in self.parts:
@@ -464,6 +466,8 @@ class StreamJob:
             self._checkpoint()
             kill_point("after-checkpoint")
         self.epoch += 1
+        for writer in self.writers.values():
+            writer.begin_epoch(self.epoch)
         self.batches = []
         self.skip = set()
         self.dirty = False
