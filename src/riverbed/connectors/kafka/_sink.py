@@ -223,7 +223,10 @@ class KafkaWriter(SinkWriter):
         try:
             for i, value in enumerate(lines):
                 key = None if keys is None else keys[i]
-                headers = [("riverbed-id", f"{prefix}{seq + i}".encode()), ("riverbed-writer", writer)]
+                headers: list[tuple[str, str | bytes | None]] = [
+                    ("riverbed-id", f"{prefix}{seq + i}".encode()),
+                    ("riverbed-writer", writer),
+                ]
                 try:
                     produce(topic, value, key, headers=headers)
                 except BufferError:
