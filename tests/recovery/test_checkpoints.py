@@ -287,3 +287,23 @@ def test_terminal_sink_failure_is_not_retried(tmp_path: Path) -> None:
     with pytest.raises(SinkError, match="server went away"):
         p.run("stream", home=home, checkpoint_dir=tmp_path / "c", stop_at_end=True)
     assert sink.fails == 0
+
+
+def test_observer_is_told_about_checkpoints(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    produce(home, events(20))
+    seen: list[tuple[float, int, int]] = []
+
+    class Observer:
+        def on_batch(self, figures: Any, steps: Any) -> None:
+            pass
+
+        def on_checkpoint(self, duration_s: float, size_bytes: int, epoch: int) -> None:
+            seen.append((duration_s, size_bytes, epoch))
+
+    pipeline(tmp_path).run(
+        "stream", home=home, checkpoint_dir=tmp_path / "c", stop_at_end=True, observer=Observer()
+    )
+    assert (
+        seen and seen[-1][1] == (tmp_path / "c" / "checkpoints" / f"{seen[-1][2]:012d}.ckpt").stat().st_size
+    )

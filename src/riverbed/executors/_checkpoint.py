@@ -305,10 +305,13 @@ class CheckpointStore:
         entry: dict[str, Any] = json.loads(body)
         return entry
 
-    def write_checkpoint(self, ckpt: Checkpoint) -> None:
-        self._write(self._path("checkpoints", f"{ckpt.epoch:012d}.ckpt"), encode(ckpt), "checkpoint-write")
+    def write_checkpoint(self, ckpt: Checkpoint) -> int:
+        """Write ``ckpt`` atomically; its size in bytes."""
+        data = encode(ckpt)
+        self._write(self._path("checkpoints", f"{ckpt.epoch:012d}.ckpt"), data, "checkpoint-write")
         self.heartbeat()
         self._prune()
+        return len(data)
 
     def latest(self) -> Checkpoint | None:
         """The newest complete checkpoint (a torn one is skipped)."""

@@ -494,7 +494,10 @@ class StreamJob:
             states[sid] = blob if blob is not None else b""
         positions = {p.key: _json(p.reader.snapshot()) for p in self.parts}
         ckpt = Checkpoint(self.epoch, positions, self.tracker.snapshot(), states, self._layouts())
-        retry(lambda: self.store.write_checkpoint(ckpt), "writing a checkpoint", self.retry_s)  # type: ignore[union-attr]
+        started = time.perf_counter()
+        size = retry(lambda: self.store.write_checkpoint(ckpt), "writing a checkpoint", self.retry_s)  # type: ignore[union-attr]
+        if self.opts.observer is not None:
+            self.opts.observer.on_checkpoint(time.perf_counter() - started, size, self.epoch)
         for node in self.plan.reads():
             mine = {p.name: pos for p in self.parts if p.read_id == node.id for pos in [positions[p.key]]}
             node.source.commit_positions(mine, self.ctx)
