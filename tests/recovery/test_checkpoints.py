@@ -307,3 +307,24 @@ def test_observer_is_told_about_checkpoints(tmp_path: Path) -> None:
     assert (
         seen and seen[-1][1] == (tmp_path / "c" / "checkpoints" / f"{seen[-1][2]:012d}.ckpt").stat().st_size
     )
+
+
+def test_dead_letters_spilled_once_across_a_replay(tmp_path: Path) -> None:
+    """Dead letters nobody consumes go to a JSON-lines file committed with the epoch: a
+    replayed epoch does not append them twice."""
+    home, ckpt = tmp_path / "home", tmp_path / "ckpt"
+    df = events(200).with_columns(ts=pl.when(pl.col("id") % 10 == 0).then(None).otherwise(pl.col("ts")))
+    produce(home, df)
+    p = rb.Pipeline("spill")
+    p.read(rb.log("events"), event_time="ts", name="events").write(
+        rb.sqlite(str(tmp_path / "o.sqlite"), table="rows", mode="append"), name="out"
+    )
+    p.run("stream", home=home, checkpoint_dir=ckpt, stop_at_end=True, max_batch_rows=30)
+    spilled = home / "dead_letters" / "spill" / "events.jsonl"
+    assert pl.read_ndjson(spilled).height == 20
+    last = CheckpointStore(str(ckpt)).latest()
+    assert last is not None
+    os.remove(ckpt / "checkpoints" / f"{last.epoch:012d}.ckpt")
+    result = p.run("stream", home=home, checkpoint_dir=ckpt, stop_at_end=True)
+    assert any(n.startswith(f"replayed epoch {last.epoch}") for n in result.notes)
+    assert pl.read_ndjson(spilled).height == 20
