@@ -219,11 +219,11 @@ class _FileWriter(SinkWriter):
                 self._publish(self.written[0], self.root)
         else:
             self._commit_part(epoch)
+        self.staged = []
         self.commits += 1
 
     def _append(self, epoch: int) -> None:
-        df = _concat(self.staged)
-        self.staged = []
+        df = _concat(self.staged)  # staged rows are dropped by commit() once this succeeded
         replace = self.sink.mode == "replace" and self._first(epoch)
         if replace or not os.path.exists(self.root):
             self._publish(df, self.root)
@@ -234,6 +234,7 @@ class _FileWriter(SinkWriter):
                 df.write_csv(buf, include_header=header)
             else:
                 df.write_ndjson(buf)
+            before = os.path.getsize(self.root)
             try:
                 with open(self.root, "ab") as fh:
                     fh.write(buf.getvalue())
@@ -241,6 +242,8 @@ class _FileWriter(SinkWriter):
                     kill_point("file-appended")
                     os.fsync(fh.fileno())
             except OSError as exc:
+                with contextlib.suppress(OSError), open(self.root, "r+b") as fh:
+                    fh.truncate(before)  # no half epoch left for a retry to append after
                 raise SinkError(f"cannot append to {self.root!r}: {exc}") from None
         if self.ctx.job_id is not None:  # a checkpointed job: record the epoch for its replay
             self._write_marker({"epoch": epoch, "size": os.path.getsize(self.root)})
@@ -251,7 +254,6 @@ class _FileWriter(SinkWriter):
         first = self._first(epoch)
         old = self._existing_parts() if first and self.sink.mode == "replace" else []
         df = _concat(self.staged)
-        self.staged = []
         if df.height:
             ext = _EXT[self.fmt]
             token = (self.ctx.job_id or uuid.uuid4().hex)[:8]

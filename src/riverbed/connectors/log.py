@@ -289,7 +289,7 @@ class LogWriter(SinkWriter):
             self.staged.append(df)
 
     def commit(self, epoch: int) -> None:
-        frames, self.staged = self.staged, []
+        frames = self.staged  # kept until the append succeeds: a retried commit writes them
         df = pl.concat(frames, how="vertical_relaxed", rechunk=False) if frames else pl.DataFrame()
         try:
             self.topic.append(df, self.key, epoch=(self.writer_id, epoch))
@@ -297,6 +297,7 @@ class LogWriter(SinkWriter):
             raise
         except Exception as exc:
             raise SinkError(f"log:{self.topic.name}: commit of epoch {epoch} failed: {exc}") from exc
+        self.staged = []
 
     def last_committed_epoch(self) -> int | None:
         return self.topic.last_epoch(self.writer_id)
