@@ -14,7 +14,9 @@ import riverbed as rb
 from riverbed._errors import SinkUnavailable
 from riverbed.connectors import postgres as pgmod
 from riverbed.eventlog import Log
-from tests.pg_server import pg_execute, pg_schema, postgres_url  # noqa: F401 - fixtures
+from tests.pg_server import pg_execute, pg_schema, postgres_url
+
+__all__ = ["pg_schema", "postgres_url"]  # fixtures
 
 pytestmark = pytest.mark.integration
 
