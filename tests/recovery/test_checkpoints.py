@@ -328,3 +328,12 @@ def test_dead_letters_spilled_once_across_a_replay(tmp_path: Path) -> None:
     result = p.run("stream", home=home, checkpoint_dir=ckpt, stop_at_end=True)
     assert any(n.startswith(f"replayed epoch {last.epoch}") for n in result.notes)
     assert pl.read_ndjson(spilled).height == 20
+
+
+def test_stop_at_end_refused_by_a_source_that_cannot_tell_its_end(tmp_path: Path) -> None:
+    from riverbed.testing import collect, source
+
+    p = rb.Pipeline("endless")
+    p.read(source([events(3)], bounded=False), name="events").write(collect(), name="out")
+    with pytest.raises(CheckpointError, match=r"stop_at_end: partition\(s\) \['events/0'\] cannot tell"):
+        p.run("stream", home=tmp_path, checkpoint_dir=tmp_path / "c", stop_at_end=True)
