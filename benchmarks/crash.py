@@ -23,7 +23,7 @@ from tests.recovery.harness import main_run
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.crash", description=__doc__.splitlines()[0])
-    parser.add_argument("--kills", type=int, default=200, help="random SIGKILLs (after the named points)")
+    parser.add_argument("--kills", type=int, default=200, help="SIGKILLs in all (every named point first)")
     parser.add_argument("--events", type=int, default=0, help="events in the log (default: 2,000 per kill)")
     parser.add_argument("--pg", default="", help="also write PostgreSQL at this URL")
     parser.add_argument("--seed", type=int, default=1)
