@@ -51,7 +51,7 @@ class StreamOptions:
     max_wait_ms: int = 10
     """... or this long after its first row arrived."""
     commit_interval_ms: int = 500
-    """How often sinks commit."""
+    """How often sinks commit (with ``checkpoint_dir``: at every checkpoint instead)."""
     stop: threading.Event | None = None
     """Set this event to stop the job cleanly (SIGINT/SIGTERM do the same)."""
     stop_after_ms: int | None = None
