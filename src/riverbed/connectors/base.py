@@ -173,7 +173,11 @@ class SinkWriter(ABC):
 
     @abstractmethod
     def commit(self, epoch: int) -> None:
-        """Make everything staged so far visible, recording ``epoch`` when the sink can."""
+        """Make everything staged so far visible, recording ``epoch`` when the sink can.
+
+        When it raises, nothing of the epoch is visible and the rows stay staged: calling
+        ``commit(epoch)`` again retries them (the stream executor does, for transient errors).
+        """
 
     def last_committed_epoch(self) -> int | None:
         """The newest epoch this sink has committed (for exactly-once resume), if it tracks one."""
