@@ -337,3 +337,25 @@ def test_stop_at_end_refused_by_a_source_that_cannot_tell_its_end(tmp_path: Path
     p.read(source([events(3)], bounded=False), name="events").write(collect(), name="out")
     with pytest.raises(CheckpointError, match=r"stop_at_end: partition\(s\) \['events/0'\] cannot tell"):
         p.run("stream", home=tmp_path, checkpoint_dir=tmp_path / "c", stop_at_end=True)
+
+
+def test_stop_at_end_over_a_tailed_file(tmp_path: Path) -> None:
+    """A tailed file's end at the job's first start ends the job, also after a restart; a
+    later run without stop_at_end reads what was appended since, nothing twice."""
+    path = tmp_path / "events.jsonl"
+    events(10).write_ndjson(path)
+    out = tmp_path / "o.sqlite"
+    p = rb.Pipeline("tail")
+    p.read(rb.files(str(path), tail=True), name="events").write(
+        rb.sqlite(str(out), table="rows", mode="append"), name="out"
+    )
+    first = p.run("stream", home=tmp_path, checkpoint_dir=tmp_path / "c", stop_at_end=True)
+    assert first.rows_read["events"] == 10
+    with open(path, "ab") as fh:
+        events(5, 10).write_ndjson(fh)
+    again = p.run("stream", home=tmp_path, checkpoint_dir=tmp_path / "c", stop_at_end=True)
+    assert again.rows_read["events"] == 0
+    later = p.run("stream", home=tmp_path, checkpoint_dir=tmp_path / "c", stop_after="1s")
+    assert later.rows_read["events"] == 5
+    rows = sqlite3.connect(out).execute("SELECT count(*), count(DISTINCT id) FROM rows").fetchone()
+    assert rows == (15, 15)
