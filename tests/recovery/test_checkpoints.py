@@ -359,3 +359,31 @@ def test_stop_at_end_over_a_tailed_file(tmp_path: Path) -> None:
     assert later.rows_read["events"] == 5
     rows = sqlite3.connect(out).execute("SELECT count(*), count(DISTINCT id) FROM rows").fetchone()
     assert rows == (15, 15)
+
+
+def test_transient_source_failures_are_retried(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from riverbed._errors import SourceUnavailable
+    from riverbed.connectors.log import LogReader
+
+    home = tmp_path / "home"
+    produce(home, events(40))
+    original = LogReader.next_batch
+    failures = [2]
+
+    def flaky(self: LogReader, max_rows: int, timeout: float) -> pl.DataFrame | None:
+        if failures[0]:
+            failures[0] -= 1
+            raise SourceUnavailable("storage went away for a moment")
+        return original(self, max_rows, timeout)
+
+    monkeypatch.setattr(LogReader, "next_batch", flaky)
+    p = rb.Pipeline("flaky_source")
+    p.read(rb.log("events"), name="events").write(
+        rb.sqlite(str(tmp_path / "o.sqlite"), table="rows", mode="append"), name="out"
+    )
+    result = p.run("stream", home=home, checkpoint_dir=tmp_path / "c", stop_at_end=True)
+    assert failures == [0] and result.rows_read["events"] == 40
+    failures[0] = 10_000
+    produce(home, events(5, 40))
+    with pytest.raises(RetriesExhausted, match=r"reading events/0 kept failing"):
+        p.run("stream", home=home, checkpoint_dir=tmp_path / "c", retry_timeout="200ms")
