@@ -207,3 +207,37 @@ def test_missing_object_lists_the_prefix(bucket: str, aws_env: str) -> None:
     with pytest.raises(rb.SourceError) as err:
         p.validate()
     assert f"s3://{bucket}/sales" in str(err.value) and "a.parquet" in str(err.value)
+
+
+def test_checkpoints_on_s3_resume_and_lock(aws_env: str, bucket: str, tmp_path: Path) -> None:
+    """A stream job checkpoints to s3://, resumes from there reading nothing twice, and a
+    second job on the same checkpoint URL is refused while the first holds it."""
+    from riverbed.eventlog import Log
+    from riverbed.executors._checkpoint import CheckpointError, CheckpointStore
+
+    home = tmp_path / "home"
+    rows = pl.DataFrame({"id": list(range(40)), "ts": [i * 1000 for i in range(40)]})
+    with Log(home) as log:
+        log.create_topic("events", 1).append(rows.slice(0, 25))
+    url = f"s3://{bucket}/jobs/copy"
+    p = rb.Pipeline("copy")
+    p.read(rb.log("events"), event_time="ts", name="events").write(
+        rb.sqlite(str(tmp_path / "o.sqlite"), table="rows", mode="append"), name="out"
+    )
+    first = p.run("stream", home=home, checkpoint_dir=url, stop_at_end=True)
+    assert first.rows_read["events"] == 25
+    assert any(k.startswith("jobs/copy/checkpoints/") for k in keys(aws_env, bucket, "jobs/copy/"))
+    with Log(home) as log:
+        log.topic("events").append(rows.slice(25))
+    second = p.run("stream", home=home, checkpoint_dir=url, stop_after="1500ms")
+    assert second.rows_read["events"] == 15
+    import sqlite3
+
+    assert sqlite3.connect(tmp_path / "o.sqlite").execute("SELECT count(*) FROM rows").fetchone() == (40,)
+    held = CheckpointStore(url)
+    held.lock()
+    try:
+        with pytest.raises(CheckpointError, match="in use"):
+            CheckpointStore(url).lock()
+    finally:
+        held.unlock()

@@ -342,7 +342,7 @@ def test_rows_without_event_time_are_counted_and_dead_letter_steps_refused(
         p = rb.Pipeline("strict")
         p.read(str(path), event_time="ts", name="in").write(rb.testing.collect())
         kw = {"engine": "spark", "spark_session": spark} if engine == "spark" else {}
-        with pytest.raises(Exception, match="no event time|missing"):
+        with pytest.raises(Exception, match=r"no event time|missing"):
             p.run(progress=False, home=tmp_path / f"strict-{engine}", **kw)
     p = rb.Pipeline("routed")
     s = p.read(str(path), event_time="ts", name="in")

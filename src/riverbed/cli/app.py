@@ -97,6 +97,21 @@ def run(
             show_default="$RIVERBED_SPARK_MASTER or local[*]",
         ),
     ] = None,
+    checkpoint_dir: Annotated[
+        str | None,
+        typer.Option(
+            metavar="DIR", help="Stream: checkpoint here (a directory or fsspec URL) and resume from it."
+        ),
+    ] = None,
+    checkpoint_interval: Annotated[
+        str | None, typer.Option(metavar="DURATION", help="Stream: time between checkpoints (default 1s).")
+    ] = None,
+    stop_at_end: Annotated[
+        bool,
+        typer.Option(
+            "--stop-at-end", help="Stream: end when sources reach the end they had at the job's first start."
+        ),
+    ] = False,
 ) -> None:
     """Run a pipeline file as a batch or stream job."""
     from riverbed.cli._load import load_pipeline, parse_params
@@ -111,10 +126,18 @@ def run(
                 options["max_batch_rows"] = max_batch_rows
             if max_wait is not None:
                 options["max_wait"] = max_wait
+            if checkpoint_dir is not None:
+                options["checkpoint_dir"] = checkpoint_dir
+            if checkpoint_interval is not None:
+                options["checkpoint_interval"] = checkpoint_interval
+            if stop_at_end:
+                options["stop_at_end"] = True
             # the live view redraws in place: on a terminal only (a log file would get frames)
             options["live"] = progress is not False and sys.stderr.isatty()
-        elif max_batch_rows is not None or max_wait is not None:
-            raise RiverbedError("--max-batch-rows and --max-wait are stream options")
+        elif max_batch_rows is not None or max_wait is not None or checkpoint_dir or stop_at_end:
+            raise RiverbedError(
+                "--max-batch-rows, --max-wait, --checkpoint-dir and --stop-at-end are stream options"
+            )
         if engine != "polars" or spark_master is not None:
             options["engine"] = "spark" if spark_master is not None and engine == "polars" else engine
             if spark_master is not None:

@@ -93,6 +93,7 @@ class _TailReader(SourceReader):
         self.line = int(state.get("line", 1))
         self.header: list[str] | None = state.get("header")
         self.inode: int | None = state.get("inode")
+        self.stop: int | None = None  # a stream job's end (stop_at_end): a byte offset
         self.fh: Any = None
         self.dead: list[pl.DataFrame] = []
 
@@ -139,6 +140,10 @@ class _TailReader(SourceReader):
                 time.sleep(min(self.src.poll, max(deadline - time.monotonic(), 0.0)))
                 continue
             size = os.fstat(self.fh.fileno()).st_size
+            if self.stop is not None:
+                if self.offset >= self.stop:
+                    return None
+                size = min(size, self.stop)
             if size > self.offset:
                 self.fh.seek(self.offset)
                 data = self.fh.read(min(size - self.offset, window))
@@ -153,6 +158,8 @@ class _TailReader(SourceReader):
                 if len(data) == window:  # a record longer than the window: widen it
                     window *= 2
                     continue
+                if self.stop is not None and size == self.stop:
+                    return None  # only a record cut at the end is left: the input ends here
             elif size < self.offset or self._rotated():
                 if size < self.offset:
                     self._restart("the file was truncated")
@@ -160,6 +167,17 @@ class _TailReader(SourceReader):
             if time.monotonic() >= deadline:
                 return self._empty()
             time.sleep(min(self.src.poll, max(deadline - time.monotonic(), 0.0)))
+
+    def end_position(self) -> int:
+        """The byte size of the followed file now (0 when it does not exist yet)."""
+        try:
+            return os.stat(self.src.path).st_size
+        except FileNotFoundError:
+            return 0
+
+    def stop_at(self, position: Any) -> None:
+        """End at byte offset ``position`` of the followed file."""
+        self.stop = int(position)
 
     def _empty(self) -> pl.DataFrame:
         return pl.DataFrame(schema=self.src.schema_ or {})

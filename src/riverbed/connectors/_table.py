@@ -15,6 +15,7 @@ from typing import Any, ClassVar, Literal
 
 import polars as pl
 
+from riverbed._cols import visible
 from riverbed._errors import ConfigError, RiverbedError, SinkError
 from riverbed.connectors.base import (
     Capabilities,
@@ -158,13 +159,16 @@ class TableWriter(SinkWriter):
             self.staged.append(df)
 
     def commit(self, epoch: int) -> None:
+        # staged rows stay until the commit succeeds: a retried commit writes them again
         frames = [f for f in self.staged if f.width]
-        self.staged = []
-        replace = self.mode == "replace" and self.commits == 0
-        self.commits += 1
+        # replace at the job's first epoch only: a resumed job's later epochs append
+        replace = self.mode == "replace" and epoch <= self.ctx.first_epoch and self.commits == 0
+        if not frames and replace and self.ctx.schema is not None:
+            frames = [visible(pl.DataFrame(schema=self.ctx.schema))]  # replace with an empty table
         if not frames:
-            if not replace:
-                self._record_epoch_only(epoch)
+            self._record_epoch_only(epoch)
+            self.staged = []
+            self.commits += 1
             return
         df = pl.concat(frames, how="diagonal_relaxed")
         if self.upsert:
@@ -180,6 +184,8 @@ class TableWriter(SinkWriter):
             raise
         except Exception as exc:
             raise SinkError(f"sink table {self.table!r}: commit failed: {exc}") from exc
+        self.staged = []
+        self.commits += 1
 
     con: Any  # a DB-API connection with ``?`` parameters (DuckDB, sqlite3)
     begin = "BEGIN TRANSACTION"

@@ -57,6 +57,11 @@ class SinkContext:
     key: tuple[str, ...] = ()
     emit: Literal["append", "update"] = "append"
     schema: pl.Schema | None = None  # the rows' schema when known: sinks check tables against it
+    # the job's first epoch: "replace" sinks replace then, and only then (a resumed job's
+    # later epochs append); set by the stream executor once every sink is open
+    first_epoch: int = 0
+    # a checkpointed job's id (stable across its restarts); None: a run without checkpoints
+    job_id: str | None = None
 
 
 class SourceReader(ABC):
@@ -73,6 +78,18 @@ class SourceReader(ABC):
     @abstractmethod
     def snapshot(self) -> Any:
         """Return the JSON-serialisable position to resume from."""
+
+    def end_position(self) -> Any:
+        """The position just past what the partition holds now (None: it cannot tell).
+
+        A stream job run with ``stop_at_end`` takes these at its first start as the end of its
+        input, and hands them to :meth:`stop_at` at every start.
+        """
+        return None
+
+    def stop_at(self, position: Any) -> None:
+        """End the partition (``next_batch`` returns None) once ``position`` is reached."""
+        raise NotImplementedError(f"{type(self).__name__} cannot stop at a position")
 
     def drain_dead_letters(self) -> pl.DataFrame | None:
         """Return records rejected since the last call (see ``DEAD_LETTER_SCHEMA``), or None."""
@@ -117,6 +134,10 @@ class Source(ABC):
     def open(self, partition: str, resume: Any, ctx: SourceContext) -> SourceReader:
         """Build a reader for ``partition``, positioned from ``resume`` (None = start)."""
 
+    def commit_positions(self, positions: dict[str, Any], ctx: SourceContext) -> None:  # noqa: B027
+        """Told the positions (``{partition: position}``) of each checkpoint once it is written,
+        e.g. to record a consumer group's progress; does nothing by default."""
+
     def scan(self, ctx: SourceContext) -> tuple[pl.LazyFrame, pl.DataFrame | None] | None:
         """Batch fast path: the whole bounded input as one LazyFrame plus dead letters.
 
@@ -158,11 +179,18 @@ class SinkWriter(ABC):
 
     @abstractmethod
     def commit(self, epoch: int) -> None:
-        """Make everything staged so far visible, recording ``epoch`` when the sink can."""
+        """Make everything staged so far visible, recording ``epoch`` when the sink can.
+
+        When it raises, nothing of the epoch is visible and the rows stay staged: calling
+        ``commit(epoch)`` again retries them (the stream executor does, for transient errors).
+        """
 
     def last_committed_epoch(self) -> int | None:
         """The newest epoch this sink has committed (for exactly-once resume), if it tracks one."""
         return None
+
+    def begin_epoch(self, epoch: int) -> None:  # noqa: B027 - optional hook
+        """Told the epoch the next rows belong to (a sink that tags records with it listens)."""
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release files, connections."""

@@ -123,6 +123,14 @@ class LogSource(Source):
             index = _partition_index(partition, topic)
             if resume is not None:
                 start = int(resume)
+                end = topic.end_offsets()[index]
+                if start > end:  # (offsets removed by retention fail at the first read)
+                    raise SourceError(
+                        f"log:{self.topic} partition {index}: the checkpoint resumes at offset {start}, "
+                        f"but the partition ends at offset {end} now (the topic was deleted and "
+                        "created again, or truncated).\n  hint: nothing was reset silently; start "
+                        "over with a new checkpoint directory to read the topic as it is"
+                    )
             else:
                 committed = topic.committed(self.group) if self.group else {}
                 oldest = topic.start_offsets()[index]
@@ -214,6 +222,14 @@ class LogReader(SourceReader):
         """The next offset to read."""
         return self.position
 
+    def end_position(self) -> Any:
+        """The offset one past the partition's last record now."""
+        return self.topic.end_offsets()[self.partition]
+
+    def stop_at(self, position: Any) -> None:
+        """End the partition at offset ``position``."""
+        self.stop = int(position)
+
     def close(self) -> None:
         self._log.close()
 
@@ -273,7 +289,7 @@ class LogWriter(SinkWriter):
             self.staged.append(df)
 
     def commit(self, epoch: int) -> None:
-        frames, self.staged = self.staged, []
+        frames = self.staged  # kept until the append succeeds: a retried commit writes them
         df = pl.concat(frames, how="vertical_relaxed", rechunk=False) if frames else pl.DataFrame()
         try:
             self.topic.append(df, self.key, epoch=(self.writer_id, epoch))
@@ -281,6 +297,7 @@ class LogWriter(SinkWriter):
             raise
         except Exception as exc:
             raise SinkError(f"log:{self.topic.name}: commit of epoch {epoch} failed: {exc}") from exc
+        self.staged = []
 
     def last_committed_epoch(self) -> int | None:
         return self.topic.last_epoch(self.writer_id)

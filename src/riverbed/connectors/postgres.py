@@ -26,6 +26,7 @@ from riverbed._errors import (
     SinkError,
     SourceError,
 )
+from riverbed._faults import kill_point
 from riverbed.connectors._pgconn import connect, pg_errors, psycopg_sql, safe_url
 from riverbed.connectors._pgtypes import ColumnReader, accepts, pg_type, reader_for, to_copy_text
 from riverbed.connectors._table import (
@@ -231,6 +232,7 @@ class _PostgresWriter(TableWriter):
                 buf = io.BytesIO()
                 text.slice(start, COPY_CHUNK_ROWS).write_csv(buf, include_header=False)
                 copy.write(buf.getvalue())
+                kill_point("mid-copy")  # crash tests: the COPY is sent, not finished
 
     def _merge(self, cur: Any, df: pl.DataFrame) -> None:
         """Upsert ``df`` (one row per key) through a staging table."""

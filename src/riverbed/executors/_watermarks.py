@@ -81,15 +81,25 @@ class WatermarkTracker:
     def started_at(self) -> int | None:
         return None if self.start_wm == NEG else self.start_wm
 
-    def begin(self) -> None:
-        """A micro-batch starts: note the job watermark and which partitions hold it."""
+    def begin(self, holding: set[int] | None = None) -> None:
+        """A micro-batch starts: note the job watermark and which partitions hold it
+        (``holding``: as recorded by an earlier run, when an epoch is replayed)."""
         now = self.clock()
         self.start_wm = self.job_wm
-        self._holding = {
-            i
-            for i, p in enumerate(self.parts)
-            if not p.ended and p.event_time is not None and not p.idle(now)
-        }
+        self._holding = (
+            {
+                i
+                for i, p in enumerate(self.parts)
+                if not p.ended and p.event_time is not None and not p.idle(now)
+            }
+            if holding is None
+            else holding
+        )
+
+    @property
+    def holding(self) -> set[int]:
+        """The partitions holding the watermark in this micro-batch (indexes into ``parts``)."""
+        return self._holding
 
     def stamp(
         self, chunks: list[tuple[PartitionClock, pl.DataFrame]], ends: dict[int, int]
@@ -204,6 +214,13 @@ class WatermarkTracker:
     def snapshot(self) -> dict[str, Any]:
         """What a checkpoint stores: the job watermark and each partition's maximum."""
         return {"job": self.job_wm, "max_t": {p.key: p.max_t for p in self.parts}}
+
+    def restore(self, snapshot: dict[str, Any]) -> None:
+        """Continue from :meth:`snapshot` (partitions new since then start without events)."""
+        self.job_wm = self.start_wm = int(snapshot["job"])
+        seen = snapshot.get("max_t", {})
+        for p in self.parts:
+            p.max_t = seen.get(p.key)
 
 
 def delay_us(max_delay_ms: int) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -39,6 +40,8 @@ class StreamOptions:
     --------
     >>> StreamOptions.build(max_wait="50ms").max_wait_ms
     50
+    >>> StreamOptions.build(checkpoint_dir="ckpt", checkpoint_interval="2s").checkpoint_interval_ms
+    2000
     """
 
     progress: bool | None = None
@@ -48,7 +51,7 @@ class StreamOptions:
     max_wait_ms: int = 10
     """... or this long after its first row arrived."""
     commit_interval_ms: int = 500
-    """How often sinks commit."""
+    """How often sinks commit (with ``checkpoint_dir``: at every checkpoint instead)."""
     stop: threading.Event | None = None
     """Set this event to stop the job cleanly (SIGINT/SIGTERM do the same)."""
     stop_after_ms: int | None = None
@@ -61,12 +64,21 @@ class StreamOptions:
     """Called after every micro-batch with the live figures and each step's output."""
     observer: Any = None
     """A :class:`riverbed.observe.JobObserver` fed every micro-batch's figures."""
+    checkpoint_dir: str | None = None
+    """Where checkpoints go (a directory or an fsspec URL); None: no checkpoints. A job
+    resumes from the newest complete checkpoint there; see :mod:`riverbed.executors._checkpoint`."""
+    checkpoint_interval_ms: int = 1000
+    """With ``checkpoint_dir``: how often sinks commit and a checkpoint is written (one epoch)."""
+    stop_at_end: bool = False
+    """End the job when every source reaches the end it had at the job's first start."""
+    retry_timeout_ms: int = 60_000
+    """How long transient failures of sources and sinks are retried before the job stops."""
 
     @classmethod
     def build(cls, **kw: Any) -> StreamOptions:
         """Options from ``Pipeline.run`` keywords (durations as '10ms', timedelta or int ms)."""
         known = {f.name for f in fields(cls)}
-        for name in ("max_wait", "commit_interval", "stop_after"):
+        for name in ("max_wait", "commit_interval", "stop_after", "checkpoint_interval", "retry_timeout"):
             if name in kw:
                 value = kw.pop(name)
                 kw[f"{name}_ms"] = None if value is None else to_ms(value, what=name)
@@ -74,10 +86,13 @@ class StreamOptions:
         if unknown:
             raise PlanError(
                 f"stream mode takes no option(s) {unknown}.\n  options: max_batch_rows, max_wait, "
-                "commit_interval, stop, stop_after, live, clock, on_batch, observer"
+                "commit_interval, stop, stop_after, live, clock, on_batch, observer, checkpoint_dir, "
+                "checkpoint_interval, stop_at_end, retry_timeout"
             )
         if "max_batch_rows" in kw and kw["max_batch_rows"] is None:
             kw["max_batch_rows"] = 2**62  # no row limit: max_wait alone closes micro-batches
+        if kw.get("checkpoint_dir") is not None:
+            kw["checkpoint_dir"] = os.fspath(kw["checkpoint_dir"])
         opts = cls(**kw)
         if not isinstance(opts.max_batch_rows, int) or opts.max_batch_rows < 1:
             raise PlanError(f"max_batch_rows must be >= 1, got {opts.max_batch_rows}")

@@ -13,14 +13,20 @@ from __future__ import annotations
 import signal
 import threading
 import time
+import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
 import polars as pl
 
 from riverbed._cols import WM, visible
-from riverbed._plan import Plan
+from riverbed._faults import kill_point
+from riverbed._plan import Plan, digest
 from riverbed.connectors.base import DEAD_LETTER_SCHEMA, SinkContext, SinkWriter, SourceContext
+from riverbed.connectors.files_sink import FileSink
+from riverbed.executors._checkpoint import Checkpoint, CheckpointError, CheckpointStore, check_layouts
+from riverbed.executors._replay import _done, _json, recover
+from riverbed.executors._retry import retry
 from riverbed.executors._watermarks import PartitionClock, WatermarkTracker, delay_us
 from riverbed.executors.options import StreamOptions
 from riverbed.executors.result import RunResult
@@ -74,9 +80,6 @@ class StreamJob:
         self.res = resolve(plan, self.ctx, "stream", opts.home)
         self.stats = StreamStats()
         self.result = RunResult(plan.name, "stream")
-        self.runtimes: dict[str, Runtime] = {
-            n.id: self.res.ops[n.id].build(self.res.contexts[n.id], None) for n in plan.nodes
-        }
         self.consumers = {n.id: len(plan.consumers(n.id)) for n in plan.nodes}
         self.dead_consumed = {n.inputs[0] for n in plan.nodes if n.port == "dead"}
         self.epoch = 0
@@ -84,14 +87,99 @@ class StreamJob:
         self._observed = 0.0
         self.parts: list[PartitionClock] = []
         self.writers: dict[str, SinkWriter] = {}
+        self.sink_ctx: dict[str, SinkContext] = {}
+        self.spills: dict[str, SinkWriter] = {}
         self._turn = -1
+        self.retry_s = opts.retry_timeout_ms / 1000
+        # checkpoints: the store, the job's record, the newest checkpoint, this epoch's log
+        self.store = None if opts.checkpoint_dir is None else CheckpointStore(opts.checkpoint_dir)
+        self.job: dict[str, Any] = {"first_epoch": 0, "job_id": None, "ends": None}
+        self.ckpt: Checkpoint | None = None
+        self.batches: list[dict[str, Any]] = []
+        self.replaying = False
+        self.skip: set[str] = set()
+        self.dirty = False
+        self.runtimes: dict[str, Runtime] = {}
         try:
+            self._load_checkpoint()
+            self.runtimes = {
+                n.id: self.res.ops[n.id].build(
+                    self.res.contexts[n.id], self.ckpt.states.get(n.id) if self.ckpt else None
+                )
+                for n in plan.nodes
+            }
             self._open_sources()
             self._open_sinks()
+            self._start_epochs()
         except BaseException:
             self.close()
             raise
         self.tracker = WatermarkTracker(self.parts, opts.clock)
+        if self.ckpt is not None:
+            self.tracker.restore(self.ckpt.watermarks)
+        self.index = {p.key: i for i, p in enumerate(self.parts)}
+
+    # -- checkpoints ----------------------------------------------------------------------
+    def _layouts(self) -> dict[str, str]:
+        """A digest of each stateful step's definition: what its snapshot's layout depends on."""
+        return {n.id: digest(n.kind, *n.params()) for n in self.plan.nodes if self.res.ops[n.id].stateful}
+
+    def _load_checkpoint(self) -> None:
+        if self.store is None:
+            return
+        self.store.lock()
+        job = self.store.read_job()
+        if job is not None:
+            if job.get("pipeline") != self.plan.name:
+                raise CheckpointError(
+                    f"checkpoint {self.store.url!r} belongs to pipeline {job.get('pipeline')!r}, "
+                    f"not {self.plan.name!r}.\n  hint: give each pipeline its own --checkpoint-dir"
+                )
+            self.job = job
+            self.ckpt = self.store.latest()
+        else:
+            self.job = {
+                "pipeline": self.plan.name,
+                "job_id": uuid.uuid4().hex,
+                "first_epoch": 0,
+                "ends": None,
+            }
+        if self.ckpt is not None:
+            check_layouts(self.ckpt, self._layouts(), self.store.url)
+            self.result.notes.append(f"resumed from the checkpoint of epoch {self.ckpt.epoch}")
+
+    def _start_epochs(self) -> None:
+        """Fix the job's first epoch (and end positions) at its first start; set the epoch."""
+        if self.store is not None and self.store.read_job() is None:
+            committed = [w.last_committed_epoch() for w in self.writers.values()]
+            self.job["first_epoch"] = 1 + max((e for e in committed if e is not None), default=-1)
+            self.job["ends"] = self._ends() if self.opts.stop_at_end else None
+            self.store.write_job(self.job)
+        elif self.opts.stop_at_end and self.job.get("ends") is None:
+            self.job["ends"] = self._ends()  # first run with stop_at_end: the end is now
+            if self.store is not None:
+                self.store.write_job(self.job)
+        self.epoch = self.ckpt.epoch + 1 if self.ckpt is not None else int(self.job["first_epoch"])
+        for ctx in self.sink_ctx.values():
+            ctx.first_epoch = int(self.job["first_epoch"])
+            ctx.job_id = self.job["job_id"]
+        for writer in self.writers.values():
+            writer.begin_epoch(self.epoch)
+        ends = self.job.get("ends") if self.opts.stop_at_end else None
+        if ends is not None:
+            for p in self.parts:
+                if p.key in ends:
+                    p.reader.stop_at(ends[p.key])
+
+    def _ends(self) -> dict[str, Any]:
+        ends = {p.key: p.reader.end_position() for p in self.parts}
+        unknown = [k for k, v in ends.items() if v is None]
+        if unknown:
+            raise CheckpointError(
+                f"stop_at_end: partition(s) {unknown} cannot tell where their input ends.\n"
+                "  hint: use stop_after= for these sources, or read bounded input"
+            )
+        return ends
 
     # -- set-up -------------------------------------------------------------------------
     def _open_sources(self) -> None:
@@ -102,8 +190,9 @@ class StreamJob:
             self.ctx.event_time = node.event_time
             needed = self.res.needed_columns(node.id)
             self.ctx.columns = sorted(needed) if needed is not None else None
+            positions = self.ckpt.positions if self.ckpt is not None else {}
             for part in node.source.partitions(self.ctx):
-                reader = node.source.open(part, None, self.ctx)
+                reader = node.source.open(part, positions.get(f"{node.id}/{part}"), self.ctx)
                 clock = PartitionClock(
                     node.id,
                     part,
@@ -127,7 +216,9 @@ class StreamJob:
                 key=key or (),
                 emit="update" if key else "append",
                 schema=self.res.schema(node.id),
+                job_id=self.job["job_id"],
             )
+            self.sink_ctx[node.id] = sctx
             self.writers[node.id] = node.sink.open(sctx)
             self.result.outputs[node.id] = node.sink.describe()
             self.result.rows_written[node.id] = 0
@@ -137,6 +228,7 @@ class StreamJob:
         self,
     ) -> tuple[list[tuple[PartitionClock, pl.DataFrame]], dict[int, int], dict[str, list[pl.DataFrame]]]:
         """One micro-batch from the partitions, in arrival order, bounded by rows and wait."""
+        self.pulls: list[list[Any]] = []
         chunks: list[tuple[PartitionClock, pl.DataFrame]] = []
         ends: dict[int, int] = {}
         dead: dict[str, list[pl.DataFrame]] = {}
@@ -158,7 +250,7 @@ class StreamJob:
             per_reader = budget if len(live) == 1 else min(budget, 0.005)
             progressed = False
             for p in live:
-                batch = p.reader.next_batch(max_rows - rows, per_reader)
+                batch = self._next(p, max_rows - rows, per_reader)
                 letters = p.reader.drain_dead_letters()
                 if letters is not None and letters.height:
                     dead.setdefault(p.read_id, []).append(letters)
@@ -171,6 +263,8 @@ class StreamJob:
                     rows += batch.height
                     timed += batch.height if p.event_time is not None else 0
                     chunks.append((p, batch))
+                    if self.store is not None:  # the offset log: what this pull took
+                        self.pulls.append([p.key, batch.height, _json(p.reader.snapshot())])
                     first_rows_at = first_rows_at or time.monotonic()
                 if rows >= max_rows:
                     break
@@ -183,10 +277,27 @@ class StreamJob:
     def step(self) -> bool:
         """Run one micro-batch. Returns False when the job has finished."""
         started = time.perf_counter()
-        self.steps: dict[str, dict[str, int]] = {}
         self.tracker.begin()
         chunks, ends, dead = self._pull()
+        return self._process(started, chunks, ends, dead)
+
+    def _next(self, p: PartitionClock, max_rows: int, timeout: float) -> pl.DataFrame | None:
+        return retry(lambda: p.reader.next_batch(max_rows, timeout), f"reading {p.key}", self.retry_s)
+
+    def _process(
+        self,
+        started: float,
+        chunks: list[tuple[PartitionClock, pl.DataFrame]],
+        ends: dict[int, int],
+        dead: dict[str, list[pl.DataFrame]],
+        wm_after: int | None = None,
+    ) -> bool:
+        """A pulled micro-batch through the plan; commit when an epoch is due."""
+        self.steps: dict[str, dict[str, int]] = {}
+        holding = sorted(self.parts[i].key for i in self.tracker.holding)
         stamped = self.tracker.stamp(chunks, ends)
+        if wm_after is not None:  # replayed: the watermark the recorded run reached
+            self.tracker.job_wm = wm_after
         final = all(p.ended for p in self.parts)
         pulled: dict[str, list[Frame]] = {}
         self._pulled_rows: dict[str, int] = {}
@@ -199,7 +310,17 @@ class StreamJob:
         self.stats.last_batch_rows = rows_in
         moved = self.tracker.job_wm != self.tracker.start_wm
         outputs: dict[str, pl.DataFrame] = {}
+        if self.store is not None and not self.replaying and (chunks or ends or dead or moved):
+            self.batches.append(
+                {
+                    "pulls": self.pulls,
+                    "ends": {self.parts[i].key: n for i, n in ends.items()},
+                    "holding": holding,
+                    "wm": self.tracker.job_wm,
+                }
+            )
         if rows_in or final or dead or moved:  # else nothing arrived: nothing to compute
+            self.dirty = True
             self.stats.batches += 1
             tick = Tick(self.tracker.watermark, self.tracker.started_at, final)
             outputs = self._run_plan(pulled, dead, tick)
@@ -209,7 +330,8 @@ class StreamJob:
         self.stats.open_windows = sum(f.get("open_windows", 0) for f in figures)
         self.stats.state_bytes = sum(f.get("state_bytes", 0) for f in figures)
         commit_s = None
-        if final or time.monotonic() - self.last_commit >= self.opts.commit_interval_ms / 1000:
+        interval = self.opts.commit_interval_ms if self.store is None else self.opts.checkpoint_interval_ms
+        if not self.replaying and (final or time.monotonic() - self.last_commit >= interval / 1000):
             timed = time.perf_counter()
             self.commit()
             commit_s = time.perf_counter() - timed
@@ -292,8 +414,9 @@ class StreamJob:
             self._count(node.id, got.counts)
             if node.id in self.writers:
                 df = visible(_rows(got.out))
-                self.writers[node.id].write(df)
-                self.result.rows_written[node.id] += df.height
+                if node.id not in self.skip:  # a replayed epoch this sink committed already
+                    self.writers[node.id].write(df)
+                    self.result.rows_written[node.id] += df.height
                 self.steps[node.id] = {"rows_in": df.height, "rows_out": df.height}
                 shown[node.id] = df
             elif op.stateful and isinstance(got.out, pl.DataFrame):
@@ -316,28 +439,96 @@ class StreamJob:
             self.stats.dead_letters += counts["dead"]
 
     def _spill_dead(self, read_id: str, letters: pl.DataFrame) -> None:
+        """Dead letters nobody consumes go to a JSON-lines file, committed with the epoch."""
         if not letters.height:
             return
         target = self.opts.home / "dead_letters" / self.plan.name / f"{read_id}.jsonl"
-        target.parent.mkdir(parents=True, exist_ok=True)
-        with open(target, "ab") as fh:
-            letters.write_ndjson(fh)
+        sid = f"{read_id}.dead_letters"
+        if sid not in self.spills:
+            sctx = SinkContext(
+                mode="stream",
+                home=self.opts.home,
+                pipeline=self.plan.name,
+                step=sid,
+                first_epoch=self.job["first_epoch"],
+                job_id=self.job["job_id"],
+                schema=DEAD_LETTER_SCHEMA,
+            )
+            self.spills[sid] = FileSink(str(target), "jsonl", "append").open(sctx)
+            if self.replaying and _done(self.spills[sid], self.epoch):
+                self.skip.add(sid)
+        if sid not in self.skip:
+            self.spills[sid].write(letters)
         note = f"records rejected by {read_id} appended to {target}"
         if note not in self.result.notes:
             self.result.notes.append(note)
 
     # -- commit / close -------------------------------------------------------------------
     def commit(self) -> None:
-        for writer in self.writers.values():
-            writer.commit(self.epoch)
-        self.epoch += 1
+        """End the epoch: log its micro-batches, commit every sink, write a checkpoint."""
         self.last_commit = time.monotonic()
+        if self.store is not None and not self.dirty:
+            return  # nothing read or computed since the last checkpoint
+        if self.store is not None and not self.replaying:
+            self.store.write_offsets(self.epoch, {"epoch": self.epoch, "batches": self.batches})
+            kill_point("offsets-written")
+        for sid, writer in [*self.writers.items(), *self.spills.items()]:
+            if sid in self.skip:
+                continue
+            self._commit_sink(sid, writer)
+            kill_point("sink-committed")
+        if self.store is not None:
+            kill_point("before-checkpoint")
+            self._checkpoint()
+            kill_point("after-checkpoint")
+        self.epoch += 1
+        for writer in self.writers.values():
+            writer.begin_epoch(self.epoch)
+        self.batches = []
+        self.skip = set()
+        self.dirty = False
+
+    def _commit_sink(self, sid: str, writer: SinkWriter) -> None:
+        epoch = self.epoch
+
+        def attempt() -> None:
+            try:
+                writer.commit(epoch)
+            except Exception:
+                # a commit whose outcome is unknown may have landed: ask before retrying
+                if self.store is not None and _done(writer, epoch):
+                    return
+                raise
+
+        retry(attempt, f"committing epoch {epoch} to {sid}", self.retry_s)
+
+    def _checkpoint(self) -> None:
+        assert self.store is not None
+        states: dict[str, bytes] = {}
+        for sid in self._layouts():
+            blob = self.runtimes[sid].snapshot()
+            states[sid] = blob if blob is not None else b""
+        positions = {p.key: _json(p.reader.snapshot()) for p in self.parts}
+        ckpt = Checkpoint(self.epoch, positions, self.tracker.snapshot(), states, self._layouts())
+        started = time.perf_counter()
+        size = retry(lambda: self.store.write_checkpoint(ckpt), "writing a checkpoint", self.retry_s)  # type: ignore[union-attr]
+        if self.opts.observer is not None:
+            self.opts.observer.on_checkpoint(time.perf_counter() - started, size, self.epoch)
+        for node in self.plan.reads():
+            mine = {p.name: pos for p in self.parts if p.read_id == node.id for pos in [positions[p.key]]}
+            node.source.commit_positions(mine, self.ctx)
+
+    def recover(self) -> bool:
+        """Replay the epochs the offset log holds past the checkpoint; False: input ended."""
+        return recover(self)
 
     def close(self) -> None:
         for p in self.parts:
             p.reader.close()
-        for writer in self.writers.values():
+        for writer in [*self.writers.values(), *self.spills.values()]:
             writer.close()
+        if self.store is not None:
+            self.store.unlock()
 
 
 def _rows(frame: Frame) -> pl.DataFrame:
@@ -361,7 +552,8 @@ def run(plan: Plan, opts: StreamOptions) -> RunResult:
         display = LiveDisplay(job.stats, plan.name)
         display.start()
     try:
-        while not stop.is_set():
+        going = job.recover()
+        while going and not stop.is_set():
             if not job.step():
                 break
             if display is not None:
@@ -369,7 +561,11 @@ def run(plan: Plan, opts: StreamOptions) -> RunResult:
             if deadline is not None and time.monotonic() >= deadline:
                 break
         else:
-            job.result.notes.append("stopped on request; windows still open were not emitted")
+            if stop.is_set():
+                job.result.notes.append(
+                    "stopped on request; windows still open were not emitted"
+                    + (" (they are in the checkpoint: run again to continue)" if job.store else "")
+                )
         if not job.stats.ended:
             job.commit()
     finally:

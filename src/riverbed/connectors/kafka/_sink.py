@@ -129,14 +129,24 @@ class KafkaSink(Sink):
     def open(self, ctx: SinkContext) -> KafkaWriter:
         """Check (or create) the topic and build a producer."""
         self.ensure_topic()
-        return KafkaWriter(self)
+        return KafkaWriter(self, ctx)
 
 
 class KafkaWriter(SinkWriter):
-    """Produces rows to a topic; ``commit`` waits until the broker acknowledged all of them."""
+    """Produces rows to a topic; ``commit`` waits until the broker acknowledged all of them.
 
-    def __init__(self, sink: KafkaSink) -> None:
+    At-least-once: a stream job replaying an epoch after a crash produces its messages again.
+    Each message carries a stable id in the headers ``riverbed-id`` (``EPOCH:SEQUENCE``, the
+    message's place in its epoch, the same on a replay) and ``riverbed-writer``
+    (``PIPELINE/STEP``), so readers can drop repeats.
+    """
+
+    def __init__(self, sink: KafkaSink, ctx: SinkContext | None = None) -> None:
         ck = _ck()
+        ctx = ctx or SinkContext()
+        self._writer_id = f"{ctx.pipeline}/{ctx.step}".encode()
+        self._epoch = ctx.first_epoch
+        self._seq = 0
         self._ck = ck
         self.sink = sink
         self._errors: list[str] = []
@@ -209,21 +219,19 @@ class KafkaWriter(SinkWriter):
             )
         produce = self._producer.produce
         topic = sink.topic
+        writer, prefix, seq = self._writer_id, f"{self._epoch}:", self._seq
         try:
-            if keys is None:
-                for value in lines:
-                    try:
-                        produce(topic, value)
-                    except BufferError:
-                        self._wait_for_room()
-                        produce(topic, value)
-            else:
-                for value, key in zip(lines, keys, strict=True):
-                    try:
-                        produce(topic, value, key)
-                    except BufferError:
-                        self._wait_for_room()
-                        produce(topic, value, key)
+            for i, value in enumerate(lines):
+                key = None if keys is None else keys[i]
+                headers: list[tuple[str, str | bytes | None]] = [
+                    ("riverbed-id", f"{prefix}{seq + i}".encode()),
+                    ("riverbed-writer", writer),
+                ]
+                try:
+                    produce(topic, value, key, headers=headers)
+                except BufferError:
+                    self._wait_for_room()
+                    produce(topic, value, key, headers=headers)
         except BufferError as exc:
             raise SinkError(
                 f"Kafka sink {sink.describe()}: the producer queue stayed full for "
@@ -233,7 +241,12 @@ class KafkaWriter(SinkWriter):
         except self._ck.KafkaException as exc:
             raise SinkError(f"Kafka sink {sink.describe()}: cannot produce: {exc}") from exc
         self._sent += len(lines)
+        self._seq += len(lines)
         self._producer.poll(0)
+
+    def begin_epoch(self, epoch: int) -> None:
+        """Number the next messages from 0 within ``epoch``."""
+        self._epoch, self._seq = epoch, 0
 
     def _wait_for_room(self) -> None:
         """The local queue is full: serve deliveries until it has drained to half."""
