@@ -195,7 +195,9 @@ class Pipeline:
             Stream options (:class:`riverbed.executors.options.StreamOptions`):
             ``max_batch_rows``, ``max_wait``, ``commit_interval``, ``stop``, ``stop_after``,
             ``live``, ``clock``, ``on_batch``, ``observer`` (a
-            :class:`riverbed.observe.JobObserver`; also taken in batch mode).
+            :class:`riverbed.observe.JobObserver`; also taken in batch mode),
+            ``checkpoint_dir``, ``checkpoint_interval``, ``stop_at_end``, ``retry_timeout``
+            (see the README's "Fault tolerance").
         engine
             Batch mode: ``"polars"`` (one machine) or ``"spark"`` (Apache Spark, options
             ``spark_master`` — ``local[N]``, a master or Spark Connect URL — or

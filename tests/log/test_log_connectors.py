@@ -315,3 +315,24 @@ def test_group_behind_retention_continues_at_the_oldest_record(
     batch = reader.next_batch(10, 0.0)
     assert batch is not None and batch["id"].to_list() == [5, 6]
     reader.close()
+
+
+def test_stream_jobs_report_the_log_lag_to_their_observer(tmp_path: Path) -> None:
+    with Log(tmp_path) as lg:
+        lg.create_topic("lagged", partitions=1).append(frame(0, 200))
+
+    class Seen:
+        def __init__(self) -> None:
+            self.lags: list[dict[str, int]] = []
+
+        def on_batch(self, figures: dict[str, Any], steps: Any) -> None:
+            if "source_lag" in figures:
+                self.lags.append(figures["source_lag"])
+
+    seen = Seen()
+    p = rb.Pipeline("lag")
+    p.read(rb.log("lagged")).write(rb.testing.collect())
+    p.run("stream", progress=False, home=tmp_path, max_batch_rows=10, stop_at_end=True, observer=seen)
+    assert seen.lags, "no lag reported"
+    (first,) = seen.lags[0].values()
+    assert 0 < first < 200  # read some of the 200 records when the lag was first asked

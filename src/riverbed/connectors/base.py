@@ -79,6 +79,11 @@ class SourceReader(ABC):
     def snapshot(self) -> Any:
         """Return the JSON-serialisable position to resume from."""
 
+    def lag(self) -> int | None:
+        """Records this partition holds that the reader has not read yet (log, Kafka), or None
+        when the source cannot tell. Called at most about once a second, for metrics."""
+        return None
+
     def end_position(self) -> Any:
         """The position just past what the partition holds now (None: it cannot tell).
 

@@ -222,6 +222,10 @@ class LogReader(SourceReader):
         """The next offset to read."""
         return self.position
 
+    def lag(self) -> int | None:
+        """Records appended to this partition that the reader has not read yet."""
+        return max(int(self.topic.end_offsets()[self.partition]) - int(self.position), 0)
+
     def end_position(self) -> Any:
         """The offset one past the partition's last record now."""
         return self.topic.end_offsets()[self.partition]

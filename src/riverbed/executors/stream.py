@@ -85,6 +85,8 @@ class StreamJob:
         self.epoch = 0
         self.last_commit = time.monotonic()
         self._observed = 0.0
+        self._lag_at = 0.0
+        self._lags: dict[str, int] = {}
         self.parts: list[PartitionClock] = []
         self.writers: dict[str, SinkWriter] = {}
         self.sink_ctx: dict[str, SinkContext] = {}
@@ -361,6 +363,13 @@ class StreamJob:
         }
         if commit_s is not None:
             figures["sink_commit_s"] = commit_s
+        now = time.monotonic()
+        if now - self._lag_at >= 1.0:  # asking a log or broker for its end: once a second
+            self._lag_at = now
+            lags = {p.key: p.reader.lag() for p in self.parts if not p.ended}
+            self._lags = {k: v for k, v in lags.items() if v is not None}
+        if self._lags:
+            figures["source_lag"] = self._lags
         if outputs and self.stats.watermark is not None:
             figures["end_to_end_latency_s"] = self.stats.watermark_delay_s()
         self.opts.observer.on_batch(figures, self.steps)

@@ -244,6 +244,13 @@ class KafkaReader(SourceReader):
         """The next offset this reader will read (JSON-serialisable resume state)."""
         return self._next
 
+    def lag(self) -> int | None:
+        """The partition's high watermark (as last fetched) minus the next offset to read."""
+        cached = self._consumer.get_watermark_offsets(self._tp, cached=True)
+        if not cached or cached[1] is None or cached[1] < 0:
+            return None
+        return max(int(cached[1]) - int(self._next), 0)
+
     def drain_dead_letters(self) -> pl.DataFrame | None:
         """Messages rejected since the last call (``DEAD_LETTER_SCHEMA``), or None."""
         if not self._dead:
