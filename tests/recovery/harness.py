@@ -138,7 +138,7 @@ def crash_run(run: Run, kills: int, seed: int = 1, max_delay_s: float = 2.2) -> 
             report.named_missed.append(point)
     while report.kills < kills:
         proc = run.start()
-        delay = rnd.uniform(0.5, max_delay_s)
+        delay = rnd.uniform(min(0.5, max_delay_s / 3), max_delay_s)
         try:
             proc.wait(timeout=delay)
         except subprocess.TimeoutExpired:
@@ -222,7 +222,9 @@ def compare(report: Report, crashed: Run, reference: Run) -> Report:
     return report
 
 
-def main_run(root: Path, events: int, kills: int, pg: str = "", seed: int = 1) -> Report:
+def main_run(
+    root: Path, events: int, kills: int, pg: str = "", seed: int = 1, max_delay_s: float = 2.2
+) -> Report:
     """Set up, run the reference and the crashed job, compare. With ``pg`` (a URL) the job
     also writes PostgreSQL, each run in a schema of its own (dropped at the end)."""
     tag = f"{os.getpid()}_{int(time.time())}"
@@ -232,7 +234,7 @@ def main_run(root: Path, events: int, kills: int, pg: str = "", seed: int = 1) -
         make_events(r.home, events)
     try:
         reference_run(ref)
-        report = crash_run(crashed, kills, seed)
+        report = crash_run(crashed, kills, seed, max_delay_s)
         return compare(report, crashed, ref)
     finally:
         if pg:
