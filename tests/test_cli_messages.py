@@ -94,7 +94,8 @@ def test_a_sink_typo_gets_a_did_you_mean() -> None:
 
 
 def test_an_unreachable_server_is_a_source_error() -> None:
-    pytest.importorskip("fsspec.implementations.ftp")
+    import fsspec.implementations.ftp  # noqa: F401 - part of fsspec (stdlib ftplib); never skipped
+
     with pytest.raises(
         rb.SourceError, match=r"cannot open 'ftp://127\.0\.0\.1:1/x/a\.csv': ConnectionRefusedError"
     ):

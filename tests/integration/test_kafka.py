@@ -13,6 +13,7 @@ import time
 import uuid
 from typing import Any
 
+import confluent_kafka as ck  # the dev extra installs it: a missing package fails, never skips
 import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
@@ -27,8 +28,6 @@ from riverbed.connectors.kafka import (
     kafka_sink,
     kafka_source,
 )
-
-ck = pytest.importorskip("confluent_kafka")
 
 pytestmark = pytest.mark.integration
 pytest_plugins = ["tests.kafka_broker"]  # the kafka_bootstrap fixture

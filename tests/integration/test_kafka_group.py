@@ -18,6 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import confluent_kafka as ck  # the dev extra installs it: a missing package fails, never skips
 import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
@@ -26,8 +27,6 @@ import riverbed as rb
 from riverbed._errors import TransientError
 from riverbed.connectors.base import SinkContext, SourceContext
 from riverbed.connectors.kafka import KafkaSource, kafka_sink, kafka_source
-
-ck = pytest.importorskip("confluent_kafka")
 
 pytestmark = pytest.mark.integration
 pytest_plugins = ["tests.kafka_broker"]  # the kafka_bootstrap fixture
